@@ -1,0 +1,144 @@
+// Package api is firmbridge's REST API (gin): authentication, authorization,
+// consents, firm profiles and audit queries. Handlers are thin: they bind
+// the request, call one service method, and write the result or a
+// problem+json error. Decisions live in the services.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+// Server holds the API's dependencies, set once in cmd/firmbridge.
+type Server struct {
+	Tokens   *Tokens
+	Consents firmbridge.ConsentStore
+	Profiles firmbridge.ProfileReader
+	Audit    firmbridge.AuditLog
+	// Ready reports whether the dependencies answer; nil means always ready.
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+// Handler builds the router: public routes first, then every route that
+// needs an identity, grouped behind authentication.
+func (s *Server) Handler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery(), s.withRequestID, s.accessLog)
+	r.HandleMethodNotAllowed = true
+	r.NoRoute(func(c *gin.Context) {
+		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.ENOTFOUND, "route_not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeError(c, s.logger(), &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "method_not_allowed", Message: "method " + c.Request.Method + " is not allowed here"})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.handleReady)
+	r.GET("/.well-known/jwks.json", func(c *gin.Context) { c.JSON(http.StatusOK, s.Tokens.JWKS()) })
+
+	v1 := r.Group("/v1", s.authenticate)
+	v1.GET("/firms/:uscc/profile", s.allow(firmbridge.RoleBank), s.handleProfile)
+	v1.POST("/consents", s.allow(firmbridge.RoleEnterprise), s.handleGrantConsent)
+	v1.GET("/consents", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsents)
+	v1.GET("/consents/:id", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleGetConsent)
+	v1.POST("/consents/:id/revoke", s.allow(firmbridge.RoleEnterprise), s.handleRevokeConsent)
+	return r
+}
+
+func (s *Server) handleReady(c *gin.Context) {
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			s.logger().Warn("not ready", "err", err)
+			writeError(c, s.logger(), firmbridge.Errorf(firmbridge.EUNAVAILABLE, "not_ready", "a dependency does not answer"))
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+const requestIDKey = "firmbridge.request_id"
+
+func (s *Server) withRequestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if id == "" || len(id) > 128 {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	c.Set(requestIDKey, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.logger().Info("http", "method", c.Request.Method, "path", c.Request.URL.Path, "status", c.Writer.Status(),
+		"took", time.Since(start), "request_id", requestID(c))
+}
+
+// authenticate requires a valid bearer token and puts its identity in the
+// request context.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	raw, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(raw) == "" {
+		c.Header("WWW-Authenticate", `Bearer realm="firmbridge"`)
+		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_missing", "an Authorization: Bearer token is required"))
+		return
+	}
+	id, err := s.Tokens.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		c.Header("WWW-Authenticate", `Bearer realm="firmbridge", error="invalid_token"`)
+		writeError(c, s.logger(), err)
+		return
+	}
+	c.Request = c.Request.WithContext(firmbridge.WithIdentity(c.Request.Context(), id))
+	c.Next()
+}
+
+// allow is the role matrix of a route: only the listed roles pass.
+func (s *Server) allow(roles ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id, _ := firmbridge.IdentityFrom(c.Request.Context())
+		for _, r := range roles {
+			if id.Role == r {
+				c.Next()
+				return
+			}
+		}
+		// Every route behind allow touches firm data or consents, so a
+		// refusal is an access event too.
+		s.deny(c, firmbridge.Errorf(firmbridge.EFORBIDDEN, "role_not_allowed", "role %q may not use this endpoint", id.Role))
+	}
+}

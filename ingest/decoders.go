@@ -1,0 +1,42 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+// Normalizer turns envelopes into canonical rows; connectors.Registry
+// satisfies it.
+type Normalizer interface {
+	Normalize(ctx context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error)
+}
+
+// EnvelopeDecoder decodes raw envelopes and normalizes them.
+func EnvelopeDecoder(n Normalizer) Decoder {
+	return func(ctx context.Context, msg kafkago.Message, ingestedAt time.Time) ([]firmbridge.Row, error) {
+		var env firmbridge.Envelope
+		if err := json.Unmarshal(msg.Value, &env); err != nil {
+			return nil, &firmbridge.Reject{Code: firmbridge.RejectInvalidEnvelope, Message: "not a JSON envelope: " + err.Error()}
+		}
+		return n.Normalize(ctx, env, ingestedAt)
+	}
+}
+
+// AccessEventDecoder decodes access events from audit.access.v1.
+func AccessEventDecoder() Decoder {
+	return func(_ context.Context, msg kafkago.Message, _ time.Time) ([]firmbridge.Row, error) {
+		var e firmbridge.AccessEvent
+		if err := json.Unmarshal(msg.Value, &e); err != nil {
+			return nil, &firmbridge.Reject{Code: firmbridge.RejectInvalidEnvelope, Message: "not a JSON access event: " + err.Error()}
+		}
+		if e.EventID == "" || e.OccurredAt.IsZero() {
+			return nil, &firmbridge.Reject{Code: firmbridge.RejectMissingField, Field: "event_id", Message: "an access event needs event_id and occurred_at"}
+		}
+		return []firmbridge.Row{&e}, nil
+	}
+}

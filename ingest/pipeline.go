@@ -1,0 +1,277 @@
+// Package ingest moves records from Kafka into ClickHouse: consumer groups
+// per topic, batching by rows and by time, dead letters for records that can
+// never be accepted, and offsets committed only after ClickHouse
+// acknowledged every row before them.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+// Sink stores canonical rows. It returns only after every row is stored.
+// schema.Store satisfies it.
+type Sink interface {
+	InsertRows(ctx context.Context, rows []firmbridge.Row) error
+}
+
+// Decoder turns one Kafka message into rows. A *firmbridge.Reject means the
+// record can never be accepted: it is dead-lettered and the stream moves on.
+type Decoder func(ctx context.Context, msg kafkago.Message, ingestedAt time.Time) ([]firmbridge.Row, error)
+
+// Pipeline consumes one topic with a consumer group and writes its rows.
+type Pipeline struct {
+	Brokers         []string
+	Topic           string
+	GroupID         string
+	DeadLetterTopic string
+	Decode          Decoder
+	Sink            Sink
+	Workers         int           // readers in the group; default 1
+	BatchRows       int           // flush at this many rows; default 50000
+	BatchWait       time.Duration // or this long after the first message; default 1s
+	Logger          *slog.Logger
+	Now             func() time.Time
+
+	stats Stats
+}
+
+// Stats counts what a pipeline did since it started.
+type Stats struct {
+	Messages    atomic.Int64
+	Rows        atomic.Int64
+	DeadLetters atomic.Int64
+	Batches     atomic.Int64
+	Retries     atomic.Int64
+}
+
+// Stats returns the pipeline's counters.
+func (p *Pipeline) Stats() *Stats { return &p.stats }
+
+func (p *Pipeline) defaults() {
+	if p.Workers <= 0 {
+		p.Workers = 1
+	}
+	if p.BatchRows <= 0 {
+		p.BatchRows = 50000
+	}
+	if p.BatchWait <= 0 {
+		p.BatchWait = time.Second
+	}
+	if p.Logger == nil {
+		p.Logger = slog.Default()
+	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+}
+
+// Run consumes until ctx is cancelled, then flushes and commits what it
+// holds and returns nil. It returns an error only if it cannot go on.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.defaults()
+	if p.Decode == nil || p.Sink == nil || p.Topic == "" || p.GroupID == "" {
+		return errors.New("ingest: pipeline needs a topic, a group, a decoder and a sink")
+	}
+	var dlq *kafkago.Writer
+	if p.DeadLetterTopic != "" {
+		dlq = &kafkago.Writer{
+			Addr: kafkago.TCP(p.Brokers...), Topic: p.DeadLetterTopic, Balancer: &kafkago.Hash{},
+			RequiredAcks: kafkago.RequireAll, BatchTimeout: 2 * time.Millisecond, MaxAttempts: 5,
+		}
+		defer dlq.Close()
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, p.Workers)
+	for i := range p.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.worker(ctx, i, dlq)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type batch struct {
+	msgs    []kafkago.Message
+	rows    []firmbridge.Row
+	dead    []kafkago.Message
+	started time.Time
+}
+
+func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) error {
+	reader := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:        p.Brokers,
+		GroupID:        p.GroupID,
+		Topic:          p.Topic,
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        250 * time.Millisecond,
+		StartOffset:    kafkago.FirstOffset,
+		CommitInterval: 0, // commit synchronously, only when told
+		QueueCapacity:  1000,
+	})
+	defer reader.Close()
+	log := p.Logger.With("topic", p.Topic, "group", p.GroupID, "worker", id)
+	log.Info("consuming")
+
+	var b batch
+	for {
+		wait := p.BatchWait
+		if len(b.msgs) > 0 {
+			wait = time.Until(b.started.Add(p.BatchWait))
+		}
+		fetchCtx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+		msg, err := reader.FetchMessage(fetchCtx)
+		cancel()
+		switch {
+		case err == nil:
+			if len(b.msgs) == 0 {
+				b.started = time.Now()
+			}
+			p.add(ctx, &b, msg)
+			if len(b.rows) < p.BatchRows && time.Since(b.started) < p.BatchWait {
+				continue
+			}
+		case ctx.Err() != nil:
+			// Shutting down: store and commit what we hold, within a bound.
+			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := p.flush(flushCtx, log, reader, dlq, &b)
+			cancel()
+			log.Info("stopped", "messages", p.stats.Messages.Load(), "rows", p.stats.Rows.Load(), "dead_letters", p.stats.DeadLetters.Load())
+			return err
+		case errors.Is(err, context.DeadlineExceeded):
+			// The batch window closed with no new message.
+		default:
+			log.Warn("fetch failed; retrying", "err", err)
+			if !sleep(ctx, time.Second) {
+				continue
+			}
+		}
+		if len(b.msgs) > 0 {
+			if err := p.flush(ctx, log, reader, dlq, &b); err != nil {
+				if ctx.Err() != nil {
+					// Not committed: the next owner of these partitions re-reads
+					// them, and the rows already written replace themselves.
+					log.Info("stopped with an unflushed batch", "messages", len(b.msgs), "err", err)
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+func (p *Pipeline) add(ctx context.Context, b *batch, msg kafkago.Message) {
+	b.msgs = append(b.msgs, msg)
+	p.stats.Messages.Add(1)
+	rows, err := p.Decode(ctx, msg, p.Now())
+	if err != nil {
+		var rej *firmbridge.Reject
+		if !errors.As(err, &rej) {
+			// A connector failing in an unforeseen way must not stall the
+			// partition: the record is kept in the dead-letter topic instead.
+			rej = &firmbridge.Reject{Code: "connector_error", Message: err.Error()}
+		}
+		b.dead = append(b.dead, deadLetter(msg, rej, p.Now()))
+		return
+	}
+	b.rows = append(b.rows, rows...)
+}
+
+// flush writes dead letters, then rows, then commits the batch's offsets.
+// Every step is retried with back-off while ctx lives; no offset moves
+// before ClickHouse and the dead-letter topic hold everything before it.
+func (p *Pipeline) flush(ctx context.Context, log *slog.Logger, reader *kafkago.Reader, dlq *kafkago.Writer, b *batch) error {
+	if len(b.msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	if len(b.dead) > 0 {
+		if dlq == nil {
+			return fmt.Errorf("ingest: %d records rejected on %s and no dead-letter topic configured", len(b.dead), p.Topic)
+		}
+		if err := p.retry(ctx, log, "write dead letters", func() error { return dlq.WriteMessages(ctx, b.dead...) }); err != nil {
+			return err
+		}
+	}
+	if len(b.rows) > 0 {
+		if err := p.retry(ctx, log, "insert rows", func() error { return p.Sink.InsertRows(ctx, b.rows) }); err != nil {
+			return err
+		}
+	}
+	if err := p.retry(ctx, log, "commit offsets", func() error { return reader.CommitMessages(ctx, b.msgs...) }); err != nil {
+		return err
+	}
+	p.stats.Rows.Add(int64(len(b.rows)))
+	p.stats.DeadLetters.Add(int64(len(b.dead)))
+	p.stats.Batches.Add(1)
+	log.Debug("batch stored", "messages", len(b.msgs), "rows", len(b.rows), "dead_letters", len(b.dead), "took", time.Since(start))
+	*b = batch{}
+	return nil
+}
+
+func (p *Pipeline) retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("ingest: %s: %w", what, err)
+		}
+		p.stats.Retries.Add(1)
+		log.Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
+		if !sleep(ctx, backoff) {
+			return fmt.Errorf("ingest: %s: %w", what, err)
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// Dead-letter headers: the reason travels with the original bytes.
+const (
+	HeaderRejectCode    = "firmbridge-reject-code"
+	HeaderRejectField   = "firmbridge-reject-field"
+	HeaderRejectMessage = "firmbridge-reject-message"
+	HeaderSourceTopic   = "firmbridge-source-topic"
+	HeaderSourceOffset  = "firmbridge-source-offset"
+	HeaderRejectedAt    = "firmbridge-rejected-at"
+)
+
+func deadLetter(msg kafkago.Message, rej *firmbridge.Reject, now time.Time) kafkago.Message {
+	return kafkago.Message{
+		Key:   msg.Key,
+		Value: msg.Value,
+		Headers: append(append([]kafkago.Header(nil), msg.Headers...),
+			kafkago.Header{Key: HeaderRejectCode, Value: []byte(rej.Code)},
+			kafkago.Header{Key: HeaderRejectField, Value: []byte(rej.Field)},
+			kafkago.Header{Key: HeaderRejectMessage, Value: []byte(rej.Message)},
+			kafkago.Header{Key: HeaderSourceTopic, Value: []byte(msg.Topic)},
+			kafkago.Header{Key: HeaderSourceOffset, Value: []byte(strconv.Itoa(msg.Partition) + ":" + strconv.FormatInt(msg.Offset, 10))},
+			kafkago.Header{Key: HeaderRejectedAt, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
+		),
+	}
+}

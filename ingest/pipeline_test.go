@@ -1,0 +1,130 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/ingest"
+	"github.com/firmbridge/firmbridge/internal/testenv"
+	"github.com/firmbridge/firmbridge/kafka"
+)
+
+// testRow goes to a scratch table made by the test.
+type testRow struct {
+	ID    string
+	Value int64
+}
+
+func (r testRow) Table() string     { return "pipeline_test" }
+func (r testRow) Columns() []string { return []string{"id", "value"} }
+func (r testRow) Values() []any     { return []any{r.ID, r.Value} }
+
+// decodeTestRow accepts {"id":..., "value":N} and rejects anything else.
+func decodeTestRow(_ context.Context, msg kafkago.Message, _ time.Time) ([]firmbridge.Row, error) {
+	var r struct {
+		ID    string `json:"id"`
+		Value *int64 `json:"value"`
+	}
+	if err := json.Unmarshal(msg.Value, &r); err != nil || r.ID == "" || r.Value == nil {
+		return nil, &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "value", Message: "want {id, value}"}
+	}
+	return []firmbridge.Row{testRow{ID: r.ID, Value: *r.Value}}, nil
+}
+
+func TestPipeline_RowsPlusDeadLettersEqualRecords(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store := testenv.Store(t)
+	kcfg := testenv.Kafka(t)
+	topics := testenv.Topics(t, kcfg, "raw", "dlq")
+	if err := store.Conn().Exec(ctx, "CREATE TABLE pipeline_test (id String, value Int64) ENGINE = ReplacingMergeTree ORDER BY id"); err != nil {
+		t.Fatal(err)
+	}
+
+	const total, badEvery = 2000, 20
+	var msgs []kafkago.Message
+	var wantSum int64
+	for i := range total {
+		v := fmt.Sprintf(`{"id":"r%d","value":%d}`, i, i)
+		if i%badEvery == 0 {
+			v = fmt.Sprintf(`{"id":"r%d","value":"not a number"}`, i)
+		} else {
+			wantSum += int64(i)
+		}
+		msgs = append(msgs, kafkago.Message{Key: []byte(strconv.Itoa(i % 7)), Value: []byte(v)})
+	}
+	w := kafka.NewWriter(kcfg, topics[0])
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	// run consumes until want records were handled or wait passed.
+	run := func(want int64, wait time.Duration) *ingest.Pipeline {
+		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: topics[0], GroupID: "g-" + topics[0], DeadLetterTopic: topics[1],
+			Decode: decodeTestRow, Sink: store, BatchRows: 300, BatchWait: 200 * time.Millisecond, Workers: 2}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		deadline := time.Now().Add(wait)
+		for p.Stats().Rows.Load()+p.Stats().DeadLetters.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // would any extra record arrive?
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("pipeline: %v", err)
+		}
+		return p
+	}
+	p := run(total, 60*time.Second)
+	if rows, dead := p.Stats().Rows.Load(), p.Stats().DeadLetters.Load(); rows+dead != total || dead != total/badEvery {
+		t.Fatalf("rows %d + dead letters %d, want %d + %d", rows, dead, total-total/badEvery, total/badEvery)
+	}
+
+	var n uint64
+	var sum int64
+	if err := store.Conn().QueryRow(ctx, "SELECT count(), sum(value) FROM pipeline_test FINAL").Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != total-total/badEvery || sum != wantSum {
+		t.Errorf("stored %d rows summing to %d, want %d summing to %d", n, sum, total-total/badEvery, wantSum)
+	}
+
+	t.Run("dead letters carry the original bytes and the reason", func(t *testing.T) {
+		r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: kcfg.Brokers, Topic: topics[1], GroupID: "check-" + topics[1],
+			StartOffset: kafkago.FirstOffset, MaxWait: 200 * time.Millisecond})
+		defer r.Close()
+		readCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		m, err := r.ReadMessage(readCtx)
+		if err != nil {
+			t.Fatalf("read a dead letter: %v", err)
+		}
+		headers := map[string]string{}
+		for _, h := range m.Headers {
+			headers[h.Key] = string(h.Value)
+		}
+		if headers[ingest.HeaderRejectCode] != firmbridge.RejectInvalidPayload || headers[ingest.HeaderRejectField] != "value" || headers[ingest.HeaderRejectMessage] == "" {
+			t.Errorf("headers %v lack the reject reason", headers)
+		}
+		if !json.Valid(m.Value) || headers[ingest.HeaderSourceTopic] != topics[0] {
+			t.Errorf("dead letter %q from %q, want the original JSON from %s", m.Value, headers[ingest.HeaderSourceTopic], topics[0])
+		}
+	})
+
+	t.Run("committed offsets: a restart reads nothing again", func(t *testing.T) {
+		// Long enough to join the group and fetch, had anything been uncommitted.
+		again := run(1, 8*time.Second)
+		if got := again.Stats().Messages.Load(); got != 0 {
+			t.Errorf("restarted pipeline re-read %d messages, want 0", got)
+		}
+	})
+}

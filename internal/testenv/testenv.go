@@ -1,0 +1,119 @@
+// Package testenv gives tests the real ClickHouse and Kafka started by
+// deploy/local: a scratch database and scratch topics per test, removed
+// afterwards. A test that needs a service fails, never skips, when the
+// service is missing; only -short skips them, on purpose.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
+)
+
+const howToStart = "start the services with `deploy/local/services.sh up` (or run every test with `make test`, which starts them)"
+
+// ClickHouseAddr is the native address of the test ClickHouse.
+func ClickHouseAddr() string { return getenv("FIRMBRIDGE_CLICKHOUSE_ADDR", "127.0.0.1:19000") }
+
+// KafkaBrokers are the test Kafka brokers.
+func KafkaBrokers() []string {
+	return strings.Split(getenv("FIRMBRIDGE_KAFKA_BROKERS", "127.0.0.1:19092"), ",")
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Suffix returns a short random suffix for scratch names.
+func Suffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+
+func scratchName(t testing.TB) string {
+	name := nonWord.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	return "test_" + strings.Trim(name, "_") + "_" + Suffix()
+}
+
+// Store returns a store on a new, migrated scratch database, dropped when
+// the test ends.
+func Store(t testing.TB) *schema.Store {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs ClickHouse; skipped because -short was given")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := schema.Open(ctx, schema.Config{Addr: ClickHouseAddr(), Database: scratchName(t)})
+	if err != nil {
+		t.Fatalf("ClickHouse is not reachable at %s: %v\n%s", ClickHouseAddr(), err, howToStart)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := store.DropDatabase(ctx); err != nil {
+			t.Logf("drop scratch database %s: %v", store.Database(), err)
+		}
+		store.Close()
+	})
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatalf("migrate scratch database %s: %v", store.Database(), err)
+	}
+	return store
+}
+
+// Kafka returns the test broker config after checking that it answers.
+func Kafka(t testing.TB) kafka.Config {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Kafka; skipped because -short was given")
+	}
+	cfg := kafka.Config{Brokers: KafkaBrokers(), Partitions: 2}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := kafka.Ping(ctx, cfg); err != nil {
+		t.Fatalf("Kafka is not reachable at %s: %v\n%s", strings.Join(cfg.Brokers, ","), err, howToStart)
+	}
+	return cfg
+}
+
+// Topics creates scratch topics named after the given bases and deletes
+// them when the test ends; it returns their names in order.
+func Topics(t testing.TB, cfg kafka.Config, bases ...string) []string {
+	t.Helper()
+	suffix := Suffix()
+	names := make([]string, len(bases))
+	for i, b := range bases {
+		names[i] = "test." + b + "." + suffix
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cfg, names...); err != nil {
+		t.Fatalf("create scratch topics: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := kafka.DeleteTopics(ctx, cfg, names...); err != nil {
+			t.Logf("delete scratch topics: %v", err)
+		}
+	})
+	return names
+}

@@ -1,0 +1,173 @@
+// Package kafka wraps github.com/segmentio/kafka-go for firmbridge: topic
+// set-up, durable producers (acks from all in-sync replicas), and the audit
+// log writer. Both the API and the ingest runtime use it; neither imports
+// the other.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+// Config says where the brokers are and how topics are made.
+type Config struct {
+	Brokers           []string
+	Partitions        int // per new topic; default 4
+	ReplicationFactor int // per new topic; default 1 (one local broker)
+}
+
+func (c Config) partitions() int {
+	if c.Partitions > 0 {
+		return c.Partitions
+	}
+	return 4
+}
+
+func (c Config) replication() int {
+	if c.ReplicationFactor > 0 {
+		return c.ReplicationFactor
+	}
+	return 1
+}
+
+// PlatformTopics lists every topic firmbridge reads or writes.
+func PlatformTopics() []string {
+	var topics []string
+	for _, d := range firmbridge.Domains {
+		topics = append(topics, firmbridge.RawTopic(d), firmbridge.DeadLetterTopic(d))
+	}
+	return append(topics, firmbridge.TopicConsentEvents, firmbridge.TopicAuditAccess, firmbridge.DeadLetterTopic("audit"))
+}
+
+// EnsureTopics creates the topics that do not exist yet. Existing topics are
+// left as they are.
+func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
+	if len(cfg.Brokers) == 0 {
+		return errors.New("kafka: no brokers configured")
+	}
+	conn, err := dial(ctx, cfg.Brokers[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	controller, err := conn.Controller()
+	if err != nil {
+		return fmt.Errorf("kafka at %s: find controller: %w", cfg.Brokers[0], err)
+	}
+	ctrl, err := dial(ctx, net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	specs := make([]kafkago.TopicConfig, 0, len(topics))
+	for _, t := range topics {
+		specs = append(specs, kafkago.TopicConfig{Topic: t, NumPartitions: cfg.partitions(), ReplicationFactor: cfg.replication()})
+	}
+	// kafka-go ignores "topic already exists" per topic, so this is idempotent.
+	if err := ctrl.CreateTopics(specs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
+		return fmt.Errorf("kafka: create topics %s: %w", strings.Join(topics, ", "), err)
+	}
+	// Metadata propagates asynchronously; wait until every topic has leaders.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, t := range topics {
+		for {
+			parts, err := conn.ReadPartitions(t)
+			if err == nil && len(parts) > 0 && allLed(parts) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("kafka: topic %s has no leader after 30s: %v", t, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func allLed(parts []kafkago.Partition) bool {
+	for _, p := range parts {
+		if p.Leader.Host == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// DeleteTopics removes topics; tests use it to clean up.
+func DeleteTopics(ctx context.Context, cfg Config, topics ...string) error {
+	conn, err := dial(ctx, cfg.Brokers[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	controller, err := conn.Controller()
+	if err != nil {
+		return fmt.Errorf("kafka: find controller: %w", err)
+	}
+	ctrl, err := dial(ctx, net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	if err := ctrl.DeleteTopics(topics...); err != nil {
+		return fmt.Errorf("kafka: delete topics: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that a broker answers a metadata request.
+func Ping(ctx context.Context, cfg Config) error {
+	if len(cfg.Brokers) == 0 {
+		return errors.New("kafka: no brokers configured")
+	}
+	conn, err := dial(ctx, cfg.Brokers[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.Brokers(); err != nil {
+		return fmt.Errorf("kafka at %s: metadata: %w", cfg.Brokers[0], err)
+	}
+	return nil
+}
+
+func dial(ctx context.Context, addr string) (*kafkago.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := (&kafkago.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka at %s does not answer (start it with deploy/local/services.sh up): %w", addr, err)
+	}
+	return conn, nil
+}
+
+// NewWriter returns a producer that waits for acks from all in-sync
+// replicas and keys messages to partitions by hash, so one firm's records
+// stay ordered. The short batch timeout keeps synchronous writes fast while
+// still batching concurrent ones.
+func NewWriter(cfg Config, topic string) *kafkago.Writer {
+	return &kafkago.Writer{
+		Addr:         kafkago.TCP(cfg.Brokers...),
+		Topic:        topic,
+		Balancer:     &kafkago.Hash{},
+		RequiredAcks: kafkago.RequireAll,
+		BatchTimeout: 2 * time.Millisecond,
+		BatchSize:    1000,
+		MaxAttempts:  3,
+		WriteTimeout: 10 * time.Second,
+		Compression:  kafkago.Lz4,
+	}
+}

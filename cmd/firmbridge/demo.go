@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/api"
+	"github.com/firmbridge/firmbridge/connectors/synth"
+	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
+)
+
+// demoBank is the institution the demo grants consents to.
+const demoBank = "BANK-DEMO-001"
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("demo", stderr)
+	nFirms := fs.Int("firms", 300, "how many firms to generate")
+	seed := fs.Int64("seed", 1, "generator seed; the same seed yields the same firms and record ids")
+	months := fs.Int("months", 24, "months of history per firm")
+	wait := fs.Duration("wait", 3*time.Minute, "how long to wait for the ingest workers to store the data")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := openAndMigrate(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	store.Logger = logger
+	key, err := api.LoadSigningKey(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+
+	// History ends with last month, so no period lies in the future.
+	end := time.Now().UTC()
+	firms := synth.Firms(*seed, *nFirms)
+	envelopes := synth.Envelopes(*seed, firms, *months, end, synth.Options{})
+	perTopic := map[string][]kafkago.Message{}
+	vatRecords := map[string]bool{}
+	for _, env := range envelopes {
+		body, err := json.Marshal(env)
+		if err != nil {
+			return fmt.Errorf("encode envelope %s: %w", env.RecordID, err)
+		}
+		topic := firmbridge.RawTopic(firmbridge.SourceDomain(env.Source))
+		perTopic[topic] = append(perTopic[topic], kafkago.Message{Key: []byte(env.USCC), Value: body})
+		if env.Source == "tax.vat_return" {
+			vatRecords[env.RecordID] = true
+		}
+	}
+	for _, d := range firmbridge.Domains {
+		topic := firmbridge.RawTopic(d)
+		w := kafka.NewWriter(cfg.kafka(), topic)
+		w.BatchTimeout = 20 * time.Millisecond
+		msgs := perTopic[topic]
+		for start := 0; start < len(msgs); start += 5000 {
+			if err := w.WriteMessages(ctx, msgs[start:min(start+5000, len(msgs))]...); err != nil {
+				w.Close()
+				return fmt.Errorf("publish demo data to %s: %w", topic, err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("publish demo data to %s: %w", topic, err)
+		}
+		fmt.Fprintf(stdout, "published %6d records to %s\n", len(msgs), topic)
+	}
+
+	granted, err := grantDemoConsents(ctx, schema.ConsentStore{Store: store}, firms)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "demo consents for %s: %d new (half of the firms consent to every scope for credit_assessment)\n", demoBank, granted)
+
+	if err := waitForVAT(ctx, store, len(vatRecords), *wait); err != nil {
+		return err
+	}
+
+	tokens := &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key}
+	const ttl = 12 * time.Hour
+	bank, err := tokens.Issue("analyst@"+demoBank, firmbridge.RoleBank, demoBank, ttl)
+	if err != nil {
+		return err
+	}
+	consenting, refusing := firms[0], firms[1]
+	enterprise, err := tokens.Issue("cfo@"+consenting.USCC, firmbridge.RoleEnterprise, consenting.USCC, ttl)
+	if err != nil {
+		return err
+	}
+	regulator, err := tokens.Issue("inspector@REG-PBOC", firmbridge.RoleRegulator, "REG-PBOC", ttl)
+	if err != nil {
+		return err
+	}
+	base := "http://" + cfg.HTTPAddr
+	fmt.Fprintf(stdout, `
+firmbridge is up.
+
+  API          %s   (health: %s/readyz, keys: %s/.well-known/jwks.json)
+  demo firms   %d, e.g. %s %s (consented) and %s %s (no consent)
+
+Tokens (valid %s; make more with: .local/bin/firmbridge token --role bank --org %s):
+  export BANK=%s
+  export ENTERPRISE=%s
+  export REGULATOR=%s
+
+A bank reads a consented firm's profile:
+  curl -s -H "Authorization: Bearer $BANK" "%s/v1/firms/%s/profile?purpose=credit_assessment"
+and is refused (403 consent_required) for a firm without consent:
+  curl -s -H "Authorization: Bearer $BANK" "%s/v1/firms/%s/profile?purpose=credit_assessment"
+The enterprise lists its consents:
+  curl -s -H "Authorization: Bearer $ENTERPRISE" "%s/v1/consents"
+`, base, base, base, len(firms), consenting.USCC, consenting.Name, refusing.USCC, refusing.Name,
+		ttl, demoBank, bank, enterprise, regulator, base, consenting.USCC, base, refusing.USCC, base)
+	return nil
+}
+
+// grantDemoConsents grants the demo bank consent from every other firm
+// (firms[0], firms[2], ...). Ids are stable, and a consent that exists is
+// left alone, so a second run neither duplicates nor revives a revoked one.
+func grantDemoConsents(ctx context.Context, consents schema.ConsentStore, firms []synth.Firm) (int, error) {
+	now := time.Now().UTC().Truncate(time.Second)
+	granted := 0
+	for i := 0; i < len(firms); i += 2 {
+		f := firms[i]
+		id := "demo-" + f.USCC + "-" + demoBank
+		if _, err := consents.Consent(ctx, id); err == nil {
+			continue
+		} else if firmbridge.ErrorKind(err) != firmbridge.ENOTFOUND {
+			return granted, err
+		}
+		c := &firmbridge.Consent{ID: id, USCC: f.USCC, Grantee: demoBank, Scopes: firmbridge.Scopes,
+			Purpose: firmbridge.PurposeCreditAssessment, Status: firmbridge.ConsentActive, ValidFrom: now,
+			ExpiresAt: now.Add(firmbridge.MaxConsentDuration[firmbridge.PurposeCreditAssessment]),
+			CreatedAt: now, UpdatedAt: now, UpdatedBy: "demo", Version: firmbridge.VersionOf(now)}
+		if err := c.Validate(); err != nil {
+			return granted, err
+		}
+		if err := consents.SaveConsent(ctx, c); err != nil {
+			return granted, err
+		}
+		granted++
+	}
+	return granted, nil
+}
+
+// waitForVAT waits until the ingest workers stored every demo VAT return.
+func waitForVAT(ctx context.Context, store *schema.Store, want int, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	var got uint64
+	for {
+		if err := store.Conn().QueryRow(ctx, "SELECT uniqExact(record_id) FROM tax_vat_returns").Scan(&got); err != nil {
+			return fmt.Errorf("count stored VAT returns: %w", err)
+		}
+		if got >= uint64(want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s only %d of %d demo VAT returns are in ClickHouse: is `firmbridge ingest` running? (see .local/log/ingest.log)", wait, got, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/api"
+	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("serve", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	store, err := openAndMigrate(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	store.Logger = logger
+	key, err := api.LoadSigningKey(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	audit := kafka.NewAuditLog(cfg.kafka(), firmbridge.TopicAuditAccess)
+	defer audit.Close()
+	srv := &api.Server{
+		Tokens:   &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
+		Consents: schema.ConsentStore{Store: store},
+		Profiles: schema.ProfileReader{Store: store},
+		Audit:    audit,
+		Logger:   logger,
+		Ready: func(ctx context.Context) error {
+			if err := store.Conn().Ping(ctx); err != nil {
+				return fmt.Errorf("clickhouse: %w", err)
+			}
+			return kafka.Ping(ctx, cfg.kafka())
+		},
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set --addr or FIRMBRIDGE_HTTP_ADDR)", cfg.HTTPAddr, err)
+	}
+	httpServer := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("API listening", "addr", "http://"+ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- httpServer.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down API")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// openAndMigrate connects to ClickHouse, applies migrations and makes sure
+// the Kafka topics exist: every long-running command starts with it.
+func openAndMigrate(ctx context.Context, cfg *Config) (*schema.Store, error) {
+	store, err := schema.Open(ctx, cfg.schema())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := kafka.EnsureTopics(ctx, cfg.kafka(), kafka.PlatformTopics()...); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("migrate", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	store, err := schema.Open(ctx, cfg.schema())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	store.Logger = newLogger(stderr, cfg.LogLevel)
+	ran, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopics(ctx, cfg.kafka(), kafka.PlatformTopics()...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "migrations applied now: %v; database %s is up to date; topics ready\n", ran, cfg.ClickHouseDB)
+	return nil
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/firmbridge/firmbridge/api"
+)
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("token", stderr)
+	role := fs.String("role", "", "bank, enterprise, regulator, provider or admin")
+	org := fs.String("org", "", "institution id, or the firm's USCC for an enterprise")
+	sub := fs.String("sub", "", "subject (default: operator@ORG)")
+	ttl := fs.Duration("ttl", defaultTokenTTL, "lifetime, at most 24h")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *role == "" || *org == "" {
+		fs.Usage()
+		return errors.New("token needs --role and --org")
+	}
+	key, err := api.LoadSigningKey(cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	if *sub == "" {
+		*sub = "operator@" + *org
+	}
+	tokens := &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key}
+	tok, err := tokens.Issue(*sub, *role, *org, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("keygen", stderr)
+	ifMissing := fs.Bool("if-missing", false, "do nothing when the key file exists")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.KeyFile); err == nil && *ifMissing {
+		return nil
+	}
+	key, err := api.GenerateSigningKey()
+	if err != nil {
+		return err
+	}
+	if err := api.WriteSigningKey(cfg.KeyFile, key); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote signing key %s (kid %s)\n", cfg.KeyFile, key.ID)
+	return nil
+}

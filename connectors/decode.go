@@ -1,0 +1,268 @@
+package connectors
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/simplifiedchinese"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+// PayloadText returns the provider's record as text. A JSON object payload
+// is returned as is. A JSON string payload is unquoted; when the envelope
+// says PayloadEncoding "base64", the string is base64 and its bytes are
+// decoded from Charset: "gb18030", "gbk", "gb2312" (all decoded as GB18030,
+// their superset) or "utf-8". Without a declared charset, valid UTF-8 is
+// taken as UTF-8 and anything else as GB18030. A UTF-8 byte-order mark is
+// dropped. Failures are *firmbridge.Reject with RejectInvalidEncoding or
+// RejectInvalidPayload.
+func PayloadText(env firmbridge.Envelope) (string, error) {
+	raw := bytes.TrimSpace(env.Payload)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", &firmbridge.Reject{Code: firmbridge.RejectMissingField, Field: "payload", Message: "payload is required"}
+	}
+	enc := strings.ToLower(strings.TrimSpace(env.PayloadEncoding))
+	if raw[0] != '"' {
+		if enc != "" {
+			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "payload",
+				Message: fmt.Sprintf("payload_encoding %q needs the payload as a JSON string", env.PayloadEncoding)}
+		}
+		if raw[0] != '{' || !json.Valid(raw) {
+			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload",
+				Message: "payload is neither a JSON object nor a JSON string"}
+		}
+		return string(raw), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload", Message: "payload is not a valid JSON string"}
+	}
+	switch enc {
+	case "":
+		return strings.TrimPrefix(s, "\ufeff"), nil
+	case "base64":
+	default:
+		return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "payload_encoding",
+			Message: fmt.Sprintf("payload_encoding %q is not supported (want base64 or none)", env.PayloadEncoding)}
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(s), "=")); err != nil {
+			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "payload", Message: "payload is not valid base64"}
+		}
+	}
+	return DecodeCharset(b, env.Charset)
+}
+
+// DecodeCharset decodes b from the named character set to UTF-8 (see
+// PayloadText for the names and the rule for an undeclared charset).
+func DecodeCharset(b []byte, charset string) (string, error) {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(charset)), "-", "") {
+	case "":
+		if utf8.Valid(b) {
+			return string(b), nil
+		}
+		return decodeGB18030(b)
+	case "utf8":
+		if !utf8.Valid(b) {
+			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "payload", Message: "payload declared UTF-8 is not valid UTF-8"}
+		}
+		return string(b), nil
+	case "gb18030", "gbk", "gb2312", "cp936", "euccn":
+		return decodeGB18030(b)
+	}
+	return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "charset",
+		Message: fmt.Sprintf("charset %q is not supported (want utf-8, gb18030 or gbk)", charset)}
+}
+
+func decodeGB18030(b []byte) (string, error) {
+	out, err := simplifiedchinese.GB18030.NewDecoder().Bytes(b)
+	if err != nil || bytes.ContainsRune(out, utf8.RuneError) {
+		return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidEncoding, Field: "payload", Message: "payload is not valid GB18030"}
+	}
+	return string(out), nil
+}
+
+// EncodeGB18030 encodes UTF-8 text as GB18030, the way legacy exports are
+// written. It is the inverse of DecodeCharset(b, "gb18030").
+func EncodeGB18030(s string) ([]byte, error) {
+	return simplifiedchinese.GB18030.NewEncoder().Bytes([]byte(s))
+}
+
+// Fields is one provider record as named values, whatever its format. Names
+// are matched after Fold and lower-casing, so "USCC", "ｕｓｃｃ" and " uscc "
+// are the same field. Values are raw strings as sent (numbers in a JSON
+// object keep their literal text; null is the empty string).
+type Fields struct {
+	values map[string]string
+	raw    map[string]json.RawMessage
+	order  []string
+}
+
+func fieldKey(name string) string { return strings.ToLower(Fold(name)) }
+
+// Lookup returns the value of the first of names the record has, and the
+// name that matched. ok is false when none is present at all.
+func (f Fields) Lookup(names ...string) (value, name string, ok bool) {
+	for _, n := range names {
+		if v, ok := f.values[fieldKey(n)]; ok {
+			return v, n, true
+		}
+	}
+	return "", "", false
+}
+
+// Get returns the value of the first of names the record has, or "".
+func (f Fields) Get(names ...string) string {
+	v, _, _ := f.Lookup(names...)
+	return v
+}
+
+// Raw returns the JSON value of a field of a JSON record.
+func (f Fields) Raw(names ...string) (json.RawMessage, bool) {
+	for _, n := range names {
+		if v, ok := f.raw[fieldKey(n)]; ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// Names lists the record's field names in their original order.
+func (f Fields) Names() []string { return append([]string(nil), f.order...) }
+
+// NewFields builds a record from names and values (for tests and tools).
+func NewFields(names, values []string) Fields {
+	f := Fields{values: make(map[string]string, len(names))}
+	for i, n := range names {
+		v := ""
+		if i < len(values) {
+			v = values[i]
+		}
+		f.values[fieldKey(n)] = v
+		f.order = append(f.order, n)
+	}
+	return f
+}
+
+// DecodeRecord decodes an envelope's payload into Fields: a JSON object
+// (also when double-encoded inside a JSON string), or one CSV line read
+// with the envelope's Header. When Header is empty and the payload holds
+// two lines, the first is taken as the header. A CSV line must have as many
+// fields as the header.
+func DecodeRecord(env firmbridge.Envelope) (Fields, error) {
+	text, err := PayloadText(env)
+	if err != nil {
+		return Fields{}, err
+	}
+	if t := strings.TrimSpace(text); strings.HasPrefix(t, "{") {
+		return decodeJSONObject(t)
+	}
+	return decodeCSVLine(text, env.Header)
+}
+
+func decodeJSONObject(text string) (Fields, error) {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return Fields{}, invalidPayload("payload is not a JSON object")
+	}
+	f := Fields{values: map[string]string{}, raw: map[string]json.RawMessage{}}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return Fields{}, invalidPayload("payload is not a valid JSON object")
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return Fields{}, invalidPayload("payload is not a valid JSON object")
+		}
+		key := fieldKey(name)
+		if _, dup := f.raw[key]; !dup {
+			f.order = append(f.order, name)
+		}
+		f.raw[key] = v
+		f.values[key] = jsonScalar(v)
+	}
+	if _, err := dec.Token(); err != nil {
+		return Fields{}, invalidPayload("payload is not a valid JSON object")
+	}
+	if dec.More() {
+		return Fields{}, invalidPayload("payload has data after the JSON object")
+	}
+	return f, nil
+}
+
+// jsonScalar renders a JSON value as the string a CSV field would hold.
+func jsonScalar(v json.RawMessage) string {
+	t := bytes.TrimSpace(v)
+	switch {
+	case len(t) == 0 || string(t) == "null":
+		return ""
+	case t[0] == '"':
+		var s string
+		if json.Unmarshal(t, &s) == nil {
+			return s
+		}
+	}
+	return string(t)
+}
+
+func decodeCSVLine(text, header string) (Fields, error) {
+	text = strings.TrimPrefix(text, "\ufeff")
+	if strings.TrimSpace(header) == "" {
+		h, rest, ok := strings.Cut(strings.TrimLeft(text, "\r\n"), "\n")
+		if !ok {
+			return Fields{}, &firmbridge.Reject{Code: firmbridge.RejectMissingField, Field: "header",
+				Message: "a CSV payload needs the file's header line in header"}
+		}
+		header, text = h, rest
+	}
+	names, err := readCSVLine(strings.TrimPrefix(header, "\ufeff"))
+	if err != nil {
+		return Fields{}, &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "header", Message: "header is not a CSV line: " + err.Error()}
+	}
+	values, err := readCSVLine(text)
+	if err != nil {
+		return Fields{}, invalidPayload("payload is not one CSV line: " + err.Error())
+	}
+	if len(values) != len(names) {
+		return Fields{}, invalidPayload(fmt.Sprintf("CSV line has %d fields, the header has %d", len(values), len(names)))
+	}
+	for i := range names {
+		names[i] = Fold(names[i])
+	}
+	return NewFields(names, values), nil
+}
+
+func readCSVLine(s string) ([]string, error) {
+	s = strings.TrimRight(s, "\r\n")
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("empty line")
+	}
+	r := csv.NewReader(strings.NewReader(s))
+	r.FieldsPerRecord = -1
+	r.LazyQuotes = true
+	rec, err := r.Read()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := r.Read(); err == nil {
+		return nil, errors.New("more than one line")
+	}
+	return rec, nil
+}
+
+func invalidPayload(msg string) *firmbridge.Reject {
+	return &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload", Message: msg}
+}

@@ -1,0 +1,270 @@
+package connectors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shopspring/decimal"
+)
+
+var (
+	// ErrMissing is wrapped by parse errors for an empty value or a
+	// placeholder such as "-", "无" or a bare unit ("元").
+	ErrMissing = errors.New("missing value")
+	// ErrUnknownUnit is wrapped when a unit of measure is not recognized.
+	ErrUnknownUnit = errors.New("unknown unit")
+)
+
+// maxAmount bounds every canonical amount: Decimal(18,2) holds 16 integer digits.
+var maxAmount = decimal.New(1, 16)
+
+var (
+	one     = decimal.NewFromInt(1)
+	thousnd = decimal.NewFromInt(1_000)
+	wan     = decimal.NewFromInt(10_000)
+	million = decimal.NewFromInt(1_000_000)
+	qianwan = decimal.NewFromInt(10_000_000)
+	yi      = decimal.NewFromInt(100_000_000)
+)
+
+// yuanUnits maps a money unit, folded and lower-cased, to its size in yuan.
+var yuanUnits = map[string]decimal.Decimal{
+	"": one, "元": one, "人民币元": one, "人民币": one, "yuan": one, "cny": one, "rmb": one,
+	"千元": thousnd, "万元": wan, "万": wan, "百万元": million, "千万元": qianwan, "亿元": yi, "亿": yi,
+}
+
+// yuanSuffixes are the unit suffixes an amount may carry, longest first.
+var yuanSuffixes = []string{"人民币元", "百万元", "千万元", "亿元", "万元", "千元", "人民币", "元", "亿", "万", "cny", "rmb"}
+
+// ParseUnit returns the size in yuan of a money unit: "" and 元 are 1,
+// 千元 1,000, 万元 (or 万) 10,000, 百万元 1,000,000, 千万元 10,000,000,
+// 亿元 (or 亿) 100,000,000. Any other unit is an error wrapping ErrUnknownUnit.
+func ParseUnit(unit string) (decimal.Decimal, error) {
+	u := strings.ToLower(compact(Fold(unit), ""))
+	if f, ok := yuanUnits[u]; ok {
+		return f, nil
+	}
+	return decimal.Decimal{}, fmt.Errorf("%w: money unit %q (want 元, 万元 or 亿元)", ErrUnknownUnit, unit)
+}
+
+// ParseYuan parses a money amount into yuan, exact to the fen.
+//
+// s may carry thousands separators ("3,120,500.00"), full-width digits, a
+// ¥/￥ or RMB/CNY prefix, a sign or accounting brackets for negatives, and a
+// unit suffix: 元, 万 or 万元 (10,000), 亿 or 亿元 (100,000,000), 千元,
+// 百万元, 千万元. unit is the unit the amount is given in when it comes from
+// a separate column (金额单位), "" when there is none. When both are given
+// they must agree. An empty value, a placeholder ("-", "无") or a bare unit
+// ("元") is an error wrapping ErrMissing.
+//
+// The result has at most two decimal places: an amount that would lose
+// precision below one fen ("1.234" 元, "1.234567万") is rejected rather than
+// rounded, since the provider's figure cannot be stored as sent. The result
+// must fit Decimal(18,2).
+func ParseYuan(s string, unit string) (decimal.Decimal, error) {
+	colFactor, err := ParseUnit(unit)
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	f := strings.ToLower(compact(Fold(s), ""))
+	if isMissing(f) {
+		return decimal.Decimal{}, fmt.Errorf("%w: amount is empty", ErrMissing)
+	}
+	for _, p := range []string{"¥", "rmb", "cny", "人民币"} {
+		if strings.HasPrefix(f, p) {
+			f = f[len(p):]
+			break
+		}
+	}
+	factor, suffixed := colFactor, false
+	for _, suf := range yuanSuffixes {
+		if strings.HasSuffix(f, suf) {
+			f = strings.TrimSuffix(f, suf)
+			factor, suffixed = yuanUnits[suf], true
+			break
+		}
+	}
+	if f == "" || isMissing(f) {
+		return decimal.Decimal{}, fmt.Errorf("%w: amount %q has a unit but no figure", ErrMissing, s)
+	}
+	if suffixed && strings.TrimSpace(unit) != "" && !factor.Equal(colFactor) {
+		return decimal.Decimal{}, fmt.Errorf("amount %q does not match the unit %q given for it", s, unit)
+	}
+	n, err := parseNumber(f)
+	if err != nil {
+		return decimal.Decimal{}, fmt.Errorf("amount %q: %w", s, err)
+	}
+	return toScale2(n.Mul(factor), s)
+}
+
+// ParseDecimal parses a plain quantity: sign, thousands separators,
+// full-width digits, and an optional multiplier suffix 万 (10,000) or 亿.
+// It is exact; callers decide about precision. Empty values wrap ErrMissing.
+func ParseDecimal(s string) (decimal.Decimal, error) {
+	f := strings.ToLower(compact(Fold(s), ""))
+	if isMissing(f) {
+		return decimal.Decimal{}, fmt.Errorf("%w: value is empty", ErrMissing)
+	}
+	factor := one
+	switch {
+	case strings.HasSuffix(f, "万"):
+		f, factor = strings.TrimSuffix(f, "万"), wan
+	case strings.HasSuffix(f, "亿"):
+		f, factor = strings.TrimSuffix(f, "亿"), yi
+	}
+	n, err := parseNumber(f)
+	if err != nil {
+		return decimal.Decimal{}, fmt.Errorf("value %q: %w", s, err)
+	}
+	return n.Mul(factor), nil
+}
+
+// ParseScaled parses a quantity with ParseDecimal, multiplies it by factor
+// (the size of the unit it is given in) and requires the result to have at
+// most two decimal places and to fit Decimal(18,2).
+func ParseScaled(s string, factor decimal.Decimal) (decimal.Decimal, error) {
+	n, err := ParseDecimal(s)
+	if err != nil {
+		return decimal.Decimal{}, err
+	}
+	return toScale2(n.Mul(factor), s)
+}
+
+func toScale2(v decimal.Decimal, orig string) (decimal.Decimal, error) {
+	if r := v.Round(2); !r.Equal(v) {
+		return decimal.Decimal{}, fmt.Errorf("value %q is more precise than 0.01 and would be rounded", orig)
+	}
+	if v.Abs().GreaterThanOrEqual(maxAmount) {
+		return decimal.Decimal{}, fmt.Errorf("value %q is too large", orig)
+	}
+	return v.Round(2), nil
+}
+
+// parseNumber parses a folded, space-free decimal number: an optional sign
+// (+, -, −) or accounting brackets, digits with optional thousands
+// separators in groups of three, and an optional fraction.
+func parseNumber(f string) (decimal.Decimal, error) {
+	neg := false
+	switch {
+	case strings.HasPrefix(f, "(") && strings.HasSuffix(f, ")") && len(f) > 2:
+		f, neg = f[1:len(f)-1], true
+	case strings.HasPrefix(f, "-"):
+		f, neg = f[1:], true
+	case strings.HasPrefix(f, "−"):
+		f, neg = f[len("−"):], true
+	case strings.HasPrefix(f, "+"):
+		f = f[1:]
+	}
+	intPart, frac, hasDot := strings.Cut(f, ".")
+	if hasDot && strings.ContainsAny(frac, ".,") {
+		return decimal.Decimal{}, errors.New("is not a number")
+	}
+	if strings.Contains(intPart, ",") {
+		groups := strings.Split(intPart, ",")
+		if len(groups[0]) < 1 || len(groups[0]) > 3 {
+			return decimal.Decimal{}, errors.New("has misplaced thousands separators")
+		}
+		for _, g := range groups[1:] {
+			if len(g) != 3 {
+				return decimal.Decimal{}, errors.New("has misplaced thousands separators")
+			}
+		}
+		intPart = strings.Join(groups, "")
+	}
+	if intPart == "" && frac == "" {
+		return decimal.Decimal{}, errors.New("is not a number")
+	}
+	for _, part := range []string{intPart, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return decimal.Decimal{}, errors.New("is not a number")
+			}
+		}
+	}
+	if len(intPart) > 30 || len(frac) > 30 {
+		return decimal.Decimal{}, errors.New("has too many digits")
+	}
+	if intPart == "" {
+		intPart = "0"
+	}
+	num := intPart
+	if frac != "" {
+		num += "." + frac
+	}
+	d, err := decimal.NewFromString(num)
+	if err != nil {
+		return decimal.Decimal{}, errors.New("is not a number")
+	}
+	if neg {
+		d = d.Neg()
+	}
+	return d, nil
+}
+
+// Money is an amount in its own currency. Amounts in foreign currencies are
+// kept as sent; no exchange rate is applied anywhere in the connectors.
+type Money struct {
+	Amount   decimal.Decimal
+	Currency string // ISO 4217 code, e.g. CNY, USD, EUR
+}
+
+// ParseMoney parses an amount in the given currency (see NormalizeCurrency).
+// CNY amounts accept everything ParseYuan does; other currencies accept
+// ParseDecimal's forms (separators, 万/亿 multipliers). Both are exact to
+// two decimal places.
+func ParseMoney(amount, currency string) (Money, error) {
+	cur, err := NormalizeCurrency(currency)
+	if err != nil {
+		return Money{}, err
+	}
+	if cur == "CNY" {
+		v, err := ParseYuan(amount, "")
+		return Money{Amount: v, Currency: cur}, err
+	}
+	v, err := ParseScaled(amount, one)
+	return Money{Amount: v, Currency: cur}, err
+}
+
+// currencies maps currency names and the customs numeric codes (币制代码)
+// to ISO 4217 codes.
+var currencies = map[string]string{
+	"人民币": "CNY", "元": "CNY", "rmb": "CNY", "142": "CNY",
+	"美元": "USD", "美金": "USD", "502": "USD",
+	"欧元": "EUR", "300": "EUR",
+	"港币": "HKD", "港元": "HKD", "110": "HKD",
+	"日元": "JPY", "116": "JPY",
+	"英镑": "GBP", "303": "GBP",
+	"韩元": "KRW", "133": "KRW",
+	"新台币": "TWD", "143": "TWD",
+	"新加坡元": "SGD", "132": "SGD",
+	"澳大利亚元": "AUD", "澳元": "AUD", "601": "AUD",
+	"加拿大元": "CAD", "加元": "CAD", "501": "CAD",
+	"瑞士法郎": "CHF", "331": "CHF",
+	"卢布": "RUB", "344": "RUB",
+}
+
+var isoCurrencies = map[string]bool{
+	"CNY": true, "USD": true, "EUR": true, "HKD": true, "JPY": true, "GBP": true, "KRW": true,
+	"TWD": true, "SGD": true, "AUD": true, "CAD": true, "CHF": true, "RUB": true, "MOP": true,
+	"NZD": true, "SEK": true, "NOK": true, "DKK": true, "THB": true, "MYR": true, "IDR": true,
+	"INR": true, "VND": true, "PHP": true, "AED": true, "SAR": true, "BRL": true, "ZAR": true,
+}
+
+// NormalizeCurrency returns the ISO 4217 code of a currency given as a
+// code in any case ("usd"), a Chinese name ("美元", "人民币") or a customs
+// numeric currency code ("502"). Unknown currencies are an error wrapping
+// ErrUnknownUnit; an empty value wraps ErrMissing.
+func NormalizeCurrency(s string) (string, error) {
+	f := compact(Fold(s), "")
+	if isMissing(f) {
+		return "", fmt.Errorf("%w: currency is empty", ErrMissing)
+	}
+	if c, ok := currencies[strings.ToLower(f)]; ok {
+		return c, nil
+	}
+	if u := strings.ToUpper(f); isoCurrencies[u] {
+		return u, nil
+	}
+	return "", fmt.Errorf("%w: currency %q", ErrUnknownUnit, s)
+}

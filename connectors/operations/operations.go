@@ -1,0 +1,256 @@
+// Package operations normalizes the utilities' and agencies' sources:
+// electricity, water, social insurance headcount and customs declarations.
+package operations
+
+import (
+	"context"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/connectors"
+)
+
+// Sources of the operations domain.
+const (
+	SourceElectricity     = "ops.electricity"
+	SourceWater           = "ops.water"
+	SourceSocialInsurance = "ops.social_insurance"
+	SourceCustoms         = "ops.customs"
+)
+
+// Connectors returns one connector per operations source.
+func Connectors() []firmbridge.Connector {
+	return []firmbridge.Connector{Electricity{}, Water{}, SocialInsurance{}, Customs{}}
+}
+
+var v1 = []firmbridge.SchemaVersion{1}
+
+var (
+	monthOnly       = []connectors.PeriodKind{connectors.PeriodMonth}
+	monthOrQuarter  = []connectors.PeriodKind{connectors.PeriodMonth, connectors.PeriodQuarter}
+	kwhPerUnit      = map[string]decimal.Decimal{}
+	electricityUnit = connectors.NewEnum("electricity unit", map[string][]string{
+		"kWh":  {"千瓦时", "度", "kW·h", "kwh", "kw.h"},
+		"万千瓦时": {"万kWh", "万度", "10^4kWh"},
+		"MWh":  {"兆瓦时", "千千瓦时"},
+		"亿千瓦时": {"亿kWh"},
+	})
+)
+
+func init() {
+	kwhPerUnit["kWh"] = decimal.NewFromInt(1)
+	kwhPerUnit["万千瓦时"] = decimal.NewFromInt(10_000)
+	kwhPerUnit["MWh"] = decimal.NewFromInt(1_000)
+	kwhPerUnit["亿千瓦时"] = decimal.NewFromInt(100_000_000)
+}
+
+// Electricity normalizes ops.electricity: one CSV line (UTF-8) per account
+// and month, header account_no,uscc,month,consumption,unit,peak_kw,arrears.
+// month is 2024-03, 202403 or 2024年3月; unit is kWh (also 千瓦时, 度) or
+// 万千瓦时 (10,000 kWh); consumption is stored in kWh to 0.01 kWh.
+// Consumption, peak load and arrears may not be negative
+// (RejectImplausible); a month after the record was observed is a
+// RejectFuturePeriod.
+type Electricity struct{}
+
+// Source implements firmbridge.Connector.
+func (Electricity) Source() string { return SourceElectricity }
+
+// SchemaVersions implements firmbridge.Connector.
+func (Electricity) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
+
+// Normalize implements firmbridge.Connector.
+func (c Electricity) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	l, err := connectors.Begin(c, env, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := connectors.DecodeRecord(env)
+	if err != nil {
+		return nil, err
+	}
+	r := connectors.NewReader(f)
+	account := r.RequiredText("account_no", "户号")
+	uscc := r.USCC("uscc", "统一社会信用代码")
+	month := r.Period(monthOnly, "month", "月份")
+	unit := r.Enum(electricityUnit, "unit", "单位")
+	kwh := r.Scaled(kwhPerUnit[unit], "consumption", "用电量")
+	peak := r.OptionalScaled(decimal.NewFromInt(1), "peak_kw", "最大需量")
+	arrears := r.OptionalYuan("", "arrears", "欠费金额")
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if err := connectors.MatchUSCC(env, uscc); err != nil {
+		return nil, err
+	}
+	r.NotFuture("month", month.Start, env.ObservedAt)
+	r.NotNegative("consumption", kwh)
+	if peak != nil {
+		r.NotNegative("peak_kw", *peak)
+	}
+	if arrears != nil {
+		r.NotNegative("arrears", *arrears)
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return []firmbridge.Row{ElectricityRow{
+		USCC: uscc, AccountNo: account, Month: month.Start, ConsumptionKWh: kwh, PeakKW: peak, Arrears: arrears, Lineage: l,
+	}}, nil
+}
+
+// Water normalizes ops.water: one JSON object per firm and billing period
+// (a month, or a quarter for quarterly billing). volume_m3 is in cubic
+// metres; a suffix m3, m³, 立方米 or 吨 (a tonne of water) is accepted. It
+// may not be negative; a period after the record was observed is a
+// RejectFuturePeriod.
+type Water struct{}
+
+// Source implements firmbridge.Connector.
+func (Water) Source() string { return SourceWater }
+
+// SchemaVersions implements firmbridge.Connector.
+func (Water) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
+
+// Normalize implements firmbridge.Connector.
+func (c Water) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	l, err := connectors.Begin(c, env, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := connectors.DecodeRecord(env)
+	if err != nil {
+		return nil, err
+	}
+	r := connectors.NewReader(f)
+	uscc := r.USCC("uscc", "统一社会信用代码")
+	period := r.Period(monthOrQuarter, "period", "month", "月份")
+	vol := decimal.Decimal{}
+	if !r.Failed() {
+		raw := connectors.Fold(f.Get("volume_m3", "volume", "用水量"))
+		for _, suf := range []string{"立方米", "m³", "m3", "吨", "方"} {
+			if len(raw) > len(suf) && raw[len(raw)-len(suf):] == suf {
+				raw = raw[:len(raw)-len(suf)]
+				break
+			}
+		}
+		sub := connectors.NewReader(connectors.NewFields([]string{"volume_m3"}, []string{raw}))
+		vol = sub.Scaled(decimal.NewFromInt(1), "volume_m3")
+		if err := sub.Err(); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if err := connectors.MatchUSCC(env, uscc); err != nil {
+		return nil, err
+	}
+	r.NotFuture("period", period.Start, env.ObservedAt)
+	r.NotNegative("volume_m3", vol)
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return []firmbridge.Row{WaterRow{
+		USCC: uscc, PeriodStart: period.Start, PeriodEnd: period.End, PeriodKind: period.Kind.String(), VolumeM3: vol, Lineage: l,
+	}}, nil
+}
+
+// SocialInsurance normalizes ops.social_insurance: one JSON object per firm
+// and month or quarter (2024年第一季度) with the insured headcount (a whole
+// number, never negative) and optionally the total contribution base in
+// yuan (98.6万元). A period after the record was observed is a
+// RejectFuturePeriod.
+type SocialInsurance struct{}
+
+// Source implements firmbridge.Connector.
+func (SocialInsurance) Source() string { return SourceSocialInsurance }
+
+// SchemaVersions implements firmbridge.Connector.
+func (SocialInsurance) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
+
+// Normalize implements firmbridge.Connector.
+func (c SocialInsurance) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	l, err := connectors.Begin(c, env, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := connectors.DecodeRecord(env)
+	if err != nil {
+		return nil, err
+	}
+	r := connectors.NewReader(f)
+	uscc := r.USCC("uscc", "统一社会信用代码")
+	period := r.Period(monthOrQuarter, "period", "所属期")
+	heads := r.Count("insured_headcount", "参保人数")
+	payroll := r.OptionalYuan("", "payroll_base_total", "缴费基数合计")
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if err := connectors.MatchUSCC(env, uscc); err != nil {
+		return nil, err
+	}
+	r.NotFuture("period", period.Start, env.ObservedAt)
+	if payroll != nil {
+		r.NotNegative("payroll_base_total", *payroll)
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return []firmbridge.Row{SocialInsuranceRow{
+		USCC: uscc, PeriodStart: period.Start, PeriodEnd: period.End, PeriodKind: period.Kind.String(),
+		InsuredHeadcount: uint32(heads), PayrollBaseTotal: payroll, Lineage: l,
+	}}, nil
+}
+
+// Directions maps the customs import/export flag to canonical values.
+var Directions = connectors.NewEnum("import/export flag", map[string][]string{
+	"import": {"I", "进口", "进"},
+	"export": {"E", "出口", "出"},
+})
+
+// Customs normalizes ops.customs: one CSV line (GB18030, Chinese header
+// 企业统一社会信用代码,月份,进出口标志,金额,币制) per firm, month, direction
+// and currency. The amount stays in its currency (ISO code; Chinese names
+// and customs numeric codes such as 502 are mapped); it may not be negative.
+type Customs struct{}
+
+// Source implements firmbridge.Connector.
+func (Customs) Source() string { return SourceCustoms }
+
+// SchemaVersions implements firmbridge.Connector.
+func (Customs) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
+
+// Normalize implements firmbridge.Connector.
+func (c Customs) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	l, err := connectors.Begin(c, env, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := connectors.DecodeRecord(env)
+	if err != nil {
+		return nil, err
+	}
+	r := connectors.NewReader(f)
+	uscc := r.USCC("企业统一社会信用代码", "统一社会信用代码", "uscc")
+	month := r.Period(monthOnly, "月份", "month")
+	dir := r.Enum(Directions, "进出口标志", "direction")
+	cur := r.Currency("币制", "currency")
+	amount := r.Money(cur, "金额", "amount")
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	if err := connectors.MatchUSCC(env, uscc); err != nil {
+		return nil, err
+	}
+	r.NotFuture("月份", month.Start, env.ObservedAt)
+	r.NotNegative("金额", amount)
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return []firmbridge.Row{CustomsRow{
+		USCC: uscc, Month: month.Start, Direction: dir, Amount: amount, Currency: cur, Lineage: l,
+	}}, nil
+}

@@ -1,0 +1,213 @@
+package patent
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/firmbridge/firmbridge/connectors"
+)
+
+// ErrInvalidApplicationNo is wrapped by every application number error.
+var ErrInvalidApplicationNo = errors.New("invalid application number")
+
+// ApplicationNo is a CNIPA application number (专利申请号). Since 2003:
+// 4 digits of year, 1 digit of type, 7 digits of serial, a dot and a check
+// character. Before 2003: 2 digits of year, 1 of type, 5 of serial, a dot
+// and a check character. The check character is Σ digit×weight mod 11 with
+// weights 2 3 4 5 6 7 8 9 2 3 4 5 (the first eight for the old form), and
+// 10 written X.
+type ApplicationNo struct {
+	Year   int    // four-digit filing year
+	Type   int    // 1 invention, 2 utility model, 3 design, 8 PCT invention, 9 PCT utility model
+	digits string // the 12 (or 8) digits before the check character
+	Check  byte
+}
+
+var appWeights = [12]int{2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5}
+
+var reAppNo = regexp.MustCompile(`^(\d{12}|\d{8})\.?([0-9X])$`)
+
+// ApplicationCheckChar computes the check character of an application
+// number from its 12 digits (or the 8 of the pre-2003 form).
+func ApplicationCheckChar(digits string) (byte, error) {
+	if len(digits) != 12 && len(digits) != 8 {
+		return 0, fmt.Errorf("%w: need 12 digits (or 8 before 2003), got %q", ErrInvalidApplicationNo, digits)
+	}
+	sum := 0
+	for i := 0; i < len(digits); i++ {
+		d := digits[i]
+		if d < '0' || d > '9' {
+			return 0, fmt.Errorf("%w: %q is not all digits", ErrInvalidApplicationNo, digits)
+		}
+		sum += int(d-'0') * appWeights[i]
+	}
+	c := sum % 11
+	if c == 10 {
+		return 'X', nil
+	}
+	return byte('0' + c), nil
+}
+
+// ParseApplicationNo parses an application number as providers write it:
+// with or without the CN (or ZL, for granted patents) prefix, with or
+// without the dot, in any case and width, with stray spaces. The check
+// character and the type digit are verified.
+func ParseApplicationNo(s string) (ApplicationNo, error) {
+	f := strings.ToUpper(strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '-' {
+			return -1
+		}
+		return r
+	}, connectors.Fold(s)))
+	if f == "" {
+		return ApplicationNo{}, fmt.Errorf("%w: application number is empty", connectors.ErrMissing)
+	}
+	f = strings.TrimPrefix(strings.TrimPrefix(f, "CN"), "ZL")
+	m := reAppNo.FindStringSubmatch(f)
+	if m == nil {
+		return ApplicationNo{}, fmt.Errorf("%w: %q is not like 202310123456.6", ErrInvalidApplicationNo, s)
+	}
+	a := ApplicationNo{digits: m[1], Check: m[2][0]}
+	if len(a.digits) == 12 {
+		a.Year, _ = strconv.Atoi(a.digits[:4])
+		a.Type = int(a.digits[4] - '0')
+	} else {
+		yy, _ := strconv.Atoi(a.digits[:2])
+		a.Year = 1900 + yy
+		if yy < 85 {
+			a.Year = 2000 + yy
+		}
+		a.Type = int(a.digits[2] - '0')
+	}
+	switch a.Type {
+	case 1, 2, 3, 8, 9:
+	default:
+		return ApplicationNo{}, fmt.Errorf("%w: %q has type digit %d (want 1, 2, 3, 8 or 9)", ErrInvalidApplicationNo, s, a.Type)
+	}
+	if a.Year < 1985 || a.Year > connectors.MaxYear || (len(a.digits) == 12 && a.Year < 2003) {
+		return ApplicationNo{}, fmt.Errorf("%w: %q has year %d", ErrInvalidApplicationNo, s, a.Year)
+	}
+	want, _ := ApplicationCheckChar(a.digits)
+	if want != a.Check {
+		return ApplicationNo{}, fmt.Errorf("%w: check character of %s is %c, want %c", ErrInvalidApplicationNo, s, a.Check, want)
+	}
+	return a, nil
+}
+
+// String writes the canonical form, 202310123456.6 (no prefix).
+func (a ApplicationNo) String() string { return a.digits + "." + string(a.Check) }
+
+// Kind is the patent type the number encodes: invention, utility_model or design.
+func (a ApplicationNo) Kind() string {
+	switch a.Type {
+	case 1, 8:
+		return KindInvention
+	case 2, 9:
+		return KindUtilityModel
+	}
+	return KindDesign
+}
+
+// PCT reports whether the application entered China through the PCT.
+func (a ApplicationNo) PCT() bool { return a.Type == 8 || a.Type == 9 }
+
+// IPC is an International Patent Classification symbol: H01M 10/42 is
+// section H, class 01, subclass M, main group 10, subgroup 42.
+type IPC struct {
+	Section   string
+	Class     string
+	Subclass  string
+	MainGroup string
+	Subgroup  string
+}
+
+var (
+	reIPC   = regexp.MustCompile(`^([A-H])(\d{2})([A-Z])(\d{1,4})/(\d{2,6})$`)
+	reIPC14 = regexp.MustCompile(`^([A-H])(\d{2})([A-Z])(\d{4})(\d{6})$`)
+	reIPCv  = regexp.MustCompile(`\(\d{4}\.\d{2}\)$`)
+)
+
+// ParseIPC parses an IPC symbol: "H01M 10/42", "H01M10/42", "h01m 10/42",
+// with an optional version suffix "(2006.01)", or the 14-character form
+// "H01M0010420000".
+func ParseIPC(s string) (IPC, error) {
+	f := strings.ToUpper(strings.ReplaceAll(connectors.Fold(s), " ", ""))
+	f = reIPCv.ReplaceAllString(f, "")
+	if f == "" {
+		return IPC{}, fmt.Errorf("%w: IPC symbol is empty", connectors.ErrMissing)
+	}
+	if m := reIPC.FindStringSubmatch(f); m != nil {
+		return IPC{Section: m[1], Class: m[2], Subclass: m[3], MainGroup: trimZeros(m[4]), Subgroup: m[5]}, nil
+	}
+	if m := reIPC14.FindStringSubmatch(f); m != nil {
+		sub := strings.TrimRight(m[5], "0")
+		for len(sub) < 2 {
+			sub += "0"
+		}
+		return IPC{Section: m[1], Class: m[2], Subclass: m[3], MainGroup: trimZeros(m[4]), Subgroup: sub}, nil
+	}
+	return IPC{}, fmt.Errorf("%q is not an IPC symbol like H01M 10/42", s)
+}
+
+func trimZeros(s string) string {
+	t := strings.TrimLeft(s, "0")
+	if t == "" {
+		return "0"
+	}
+	return t
+}
+
+// String writes the symbol as H01M 10/42.
+func (c IPC) String() string { return c.SubclassCode() + " " + c.MainGroup + "/" + c.Subgroup }
+
+// SubclassCode is the four-character subclass, H01M.
+func (c IPC) SubclassCode() string { return c.Section + c.Class + c.Subclass }
+
+// Party is a person or firm named in a legal event: a name, and a USCC
+// when the provider gave one.
+type Party struct {
+	Name string
+	USCC string
+}
+
+var reTrailingBracket = regexp.MustCompile(`^(.*)\(([^()]*)\)$`)
+
+// ParseParty parses a party as the patent office writes it: a name,
+// optionally followed by a USCC in brackets, half- or full-width:
+// 某某银行股份有限公司(91110000100000000X). Brackets that do not hold 18
+// letters and digits are part of the name (某某科技（福州）有限公司). A
+// bracketed 18-character code that is not a valid USCC is an error.
+func ParseParty(s string) (Party, error) {
+	f := connectors.Fold(s)
+	if f == "" {
+		return Party{}, nil
+	}
+	if m := reTrailingBracket.FindStringSubmatch(f); m != nil {
+		code := strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(m[2]))
+		if len(code) == 18 && isAlnum(code) {
+			u, err := connectors.NormalizeUSCC(code)
+			if err != nil {
+				return Party{}, err
+			}
+			name := connectors.CleanName(m[1])
+			if name == "" {
+				return Party{}, fmt.Errorf("%w: party %q has a USCC but no name", connectors.ErrMissing, s)
+			}
+			return Party{Name: name, USCC: u}, nil
+		}
+	}
+	return Party{Name: connectors.CleanName(f)}, nil
+}
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,66 @@
+package connectors
+
+import (
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/width"
+)
+
+// Fold returns s with full-width forms mapped to their half-width
+// equivalents (ＡＢＣ１２３ → ABC123, the ideographic space → space),
+// byte-order marks and zero-width characters removed, surrounding white
+// space trimmed and inner runs of white space collapsed to one space.
+// It is the first step of every field clean-up.
+func Fold(s string) string {
+	s = width.Fold.String(s)
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for _, r := range s {
+		switch {
+		case r == '\ufeff' || r == '\u200b' || r == '\u200c' || r == '\u200d' || r == '\u2060':
+			continue
+		case unicode.IsSpace(r):
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// CleanName normalizes a firm or party name: Fold, then round brackets
+// written as the registration authority writes them in Chinese names,
+// full-width (（福州）). English names keep their single spaces.
+func CleanName(s string) string {
+	s = Fold(s)
+	if !strings.ContainsAny(s, "()") {
+		return s
+	}
+	return strings.NewReplacer("(", "（", ")", "）").Replace(s)
+}
+
+// compact removes every white space character and the given runes from s.
+func compact(s string, drop string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || strings.ContainsRune(drop, r) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// isMissing reports whether a folded value stands for "no value": the
+// empty string and the placeholders legacy exports use for it.
+func isMissing(s string) bool {
+	switch strings.ToLower(s) {
+	case "", "-", "--", "---", "—", "——", "/", "无", "空", "null", "nil", "none", "n/a", "na":
+		return true
+	}
+	return false
+}

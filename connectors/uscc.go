@@ -1,0 +1,89 @@
+package connectors
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// USCCAlphabet is the character set of the unified social credit code
+// (统一社会信用代码, GB 32100-2015): digits and upper-case letters without
+// I, O, S, V and Z. A character's value is its index.
+const USCCAlphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+
+// usccWeights are 3^(i-1) mod 31 for positions 1-17.
+var usccWeights = [17]int{1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28}
+
+var usccValue = func() (v [256]int8) {
+	for i := range v {
+		v[i] = -1
+	}
+	for i := 0; i < len(USCCAlphabet); i++ {
+		v[USCCAlphabet[i]] = int8(i)
+	}
+	return v
+}()
+
+// ErrInvalidUSCC is wrapped by every USCC validation error.
+var ErrInvalidUSCC = errors.New("invalid USCC")
+
+// CheckChar computes the check character (position 18) of a USCC from its
+// first 17 characters, which must be upper-case characters of USCCAlphabet:
+// 31 − (Σ value×weight mod 31), where 31 is written '0'.
+func CheckChar(first17 string) (byte, error) {
+	if len(first17) != 17 {
+		return 0, fmt.Errorf("%w: need 17 characters to compute a check character, got %d", ErrInvalidUSCC, len(first17))
+	}
+	sum := 0
+	for i := 0; i < 17; i++ {
+		v := usccValue[first17[i]]
+		if v < 0 {
+			return 0, fmt.Errorf("%w: character %q at position %d is not allowed", ErrInvalidUSCC, first17[i], i+1)
+		}
+		sum += int(v) * usccWeights[i]
+	}
+	c := 31 - sum%31
+	if c == 31 {
+		c = 0
+	}
+	return USCCAlphabet[c], nil
+}
+
+// ValidUSCC reports whether s is a valid USCC exactly as given: 18
+// upper-case characters of USCCAlphabet with a correct check character.
+// Use NormalizeUSCC for values as providers send them.
+func ValidUSCC(s string) bool {
+	return validateUSCC(s) == nil
+}
+
+func validateUSCC(s string) error {
+	if len(s) != 18 {
+		return fmt.Errorf("%w: %q has %d characters, want 18", ErrInvalidUSCC, s, len([]rune(s)))
+	}
+	want, err := CheckChar(s[:17])
+	if err != nil {
+		return err
+	}
+	if usccValue[s[17]] < 0 {
+		return fmt.Errorf("%w: character %q at position 18 is not allowed", ErrInvalidUSCC, s[17])
+	}
+	if s[17] != want {
+		return fmt.Errorf("%w: check character of %s is %c, want %c", ErrInvalidUSCC, s, s[17], want)
+	}
+	return nil
+}
+
+// NormalizeUSCC cleans a USCC as providers send it (surrounding and inner
+// spaces, dashes, full-width characters, lower case) and validates it. It
+// returns the canonical 18-character upper-case code, or an error wrapping
+// ErrInvalidUSCC (ErrMissing when the value is empty).
+func NormalizeUSCC(s string) (string, error) {
+	c := strings.ToUpper(compact(Fold(s), "-_—–‐‑"))
+	if c == "" {
+		return "", fmt.Errorf("%w: USCC is empty", ErrMissing)
+	}
+	if err := validateUSCC(c); err != nil {
+		return "", err
+	}
+	return c, nil
+}

@@ -25,6 +25,7 @@ Commands:
   token      print a signed access token: token --role ROLE --org ORG [--ttl 1h]
   keygen     create an Ed25519 token signing key
   demo       publish generated provider data for a few hundred firms and grant demo consents
+  normalize  check a provider file or envelopes offline: one JSON line per canonical row or reject
 
 Every command takes -h for its flags. Settings also come from FIRMBRIDGE_* environment variables.
 `
@@ -48,12 +49,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	commands := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"serve":   runServe,
-		"ingest":  runIngest,
-		"migrate": runMigrate,
-		"token":   runToken,
-		"keygen":  runKeygen,
-		"demo":    runDemo,
+		"serve":     runServe,
+		"ingest":    runIngest,
+		"migrate":   runMigrate,
+		"token":     runToken,
+		"keygen":    runKeygen,
+		"demo":      runDemo,
+		"normalize": runNormalize,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

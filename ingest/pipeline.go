@@ -42,6 +42,7 @@ type Pipeline struct {
 	BatchWait       time.Duration // or this long after the first message; default 1s
 	Logger          *slog.Logger
 	Now             func() time.Time
+	Metrics         *Metrics // optional
 
 	stats Stats
 }
@@ -148,7 +149,7 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 		case ctx.Err() != nil:
 			// Shutting down: store and commit what we hold, within a bound.
 			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			err := p.flush(flushCtx, log, reader, dlq, &b)
+			err := p.flush(flushCtx, id, log, reader, dlq, &b)
 			cancel()
 			log.Info("stopped", "messages", p.stats.Messages.Load(), "rows", p.stats.Rows.Load(), "dead_letters", p.stats.DeadLetters.Load())
 			return err
@@ -161,7 +162,7 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 			}
 		}
 		if len(b.msgs) > 0 {
-			if err := p.flush(ctx, log, reader, dlq, &b); err != nil {
+			if err := p.flush(ctx, id, log, reader, dlq, &b); err != nil {
 				if ctx.Err() != nil {
 					// Not committed: the next owner of these partitions re-reads
 					// them, and the rows already written replace themselves.
@@ -194,7 +195,7 @@ func (p *Pipeline) add(ctx context.Context, b *batch, msg kafkago.Message) {
 // flush writes dead letters, then rows, then commits the batch's offsets.
 // Every step is retried with back-off while ctx lives; no offset moves
 // before ClickHouse and the dead-letter topic hold everything before it.
-func (p *Pipeline) flush(ctx context.Context, log *slog.Logger, reader *kafkago.Reader, dlq *kafkago.Writer, b *batch) error {
+func (p *Pipeline) flush(ctx context.Context, id int, log *slog.Logger, reader *kafkago.Reader, dlq *kafkago.Writer, b *batch) error {
 	if len(b.msgs) == 0 {
 		return nil
 	}
@@ -218,6 +219,14 @@ func (p *Pipeline) flush(ctx context.Context, log *slog.Logger, reader *kafkago.
 	p.stats.Rows.Add(int64(len(b.rows)))
 	p.stats.DeadLetters.Add(int64(len(b.dead)))
 	p.stats.Batches.Add(1)
+	if m := p.Metrics; m != nil {
+		m.Records.WithLabelValues(p.Topic, "stored").Add(float64(len(b.msgs) - len(b.dead)))
+		m.Records.WithLabelValues(p.Topic, "dead_letter").Add(float64(len(b.dead)))
+		m.Rows.WithLabelValues(p.Topic).Add(float64(len(b.rows)))
+		m.BatchRows.WithLabelValues(p.Topic).Observe(float64(len(b.rows)))
+		m.BatchSeconds.WithLabelValues(p.Topic).Observe(time.Since(start).Seconds())
+		m.Lag.WithLabelValues(p.Topic, strconv.Itoa(id)).Set(float64(reader.Stats().Lag)) // the lag of the partition read last
+	}
 	log.Debug("batch stored", "messages", len(b.msgs), "rows", len(b.rows), "dead_letters", len(b.dead), "took", time.Since(start))
 	*b = batch{}
 	return nil
@@ -234,6 +243,9 @@ func (p *Pipeline) retry(ctx context.Context, log *slog.Logger, what string, f f
 			return fmt.Errorf("ingest: %s: %w", what, err)
 		}
 		p.stats.Retries.Add(1)
+		if p.Metrics != nil {
+			p.Metrics.Retries.WithLabelValues(p.Topic, what).Inc()
+		}
 		log.Warn("retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err)
 		if !sleep(ctx, backoff) {
 			return fmt.Errorf("ingest: %s: %w", what, err)

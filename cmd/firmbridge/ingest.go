@@ -3,13 +3,21 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/connectors/all"
 	"github.com/firmbridge/firmbridge/ingest"
+	"github.com/firmbridge/firmbridge/kafka"
 )
 
 func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -18,6 +26,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workers := fs.Int("workers", 1, "consumers per topic in the group")
 	batchRows := fs.Int("batch-rows", 50000, "flush a batch at this many rows")
 	batchWait := fs.Duration("batch-wait", time.Second, "or this long after its first record")
+	opsAddr := fs.String("ops-addr", env("INGEST_OPS_ADDR", "127.0.0.1:8081"), "address of /healthz, /readyz and /metrics (FIRMBRIDGE_INGEST_OPS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -33,18 +42,32 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	brokers := cfg.kafka().Brokers
+	promRegistry := prometheus.NewRegistry()
+	promRegistry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := ingest.NewMetrics(promRegistry)
+	ops, err := serveOps(ctx, *opsAddr, promRegistry, func(ctx context.Context) error {
+		if err := store.Conn().Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		return kafka.Ping(ctx, cfg.kafka())
+	})
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	logger.Info("ingest health and metrics", "addr", "http://"+*opsAddr)
 	var pipelines []*ingest.Pipeline
 	for _, d := range firmbridge.Domains {
 		pipelines = append(pipelines, &ingest.Pipeline{
 			Brokers: brokers, Topic: firmbridge.RawTopic(d), GroupID: *group + "." + d,
 			DeadLetterTopic: firmbridge.DeadLetterTopic(d), Decode: ingest.EnvelopeDecoder(registry), Sink: store,
-			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger,
+			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
 		})
 	}
 	pipelines = append(pipelines, &ingest.Pipeline{
 		Brokers: brokers, Topic: firmbridge.TopicAuditAccess, GroupID: *group + ".audit",
 		DeadLetterTopic: firmbridge.DeadLetterTopic("audit"), Decode: ingest.AccessEventDecoder(), Sink: store,
-		Workers: 1, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger,
+		Workers: 1, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
 	})
 	// One pipeline failing stops them all, so the process exits and its
 	// supervisor restarts it rather than running half an ingest.
@@ -63,4 +86,34 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// serveOps serves liveness, readiness and Prometheus metrics for a worker
+// process until ctx ends or the returned server is closed.
+func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready func(context.Context) error) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, `{"status":"ok"}`) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":503,"code":"not_ready","title":"Service Unavailable","detail":%q}`+"\n", "a dependency does not answer")
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for health and metrics: %w (set --ops-addr or FIRMBRIDGE_INGEST_OPS_ADDR)", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return srv, nil
 }

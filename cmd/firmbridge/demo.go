@@ -25,6 +25,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	seed := fs.Int64("seed", 1, "generator seed; the same seed yields the same firms and record ids")
 	months := fs.Int("months", 24, "months of history per firm")
 	wait := fs.Duration("wait", 3*time.Minute, "how long to wait for the ingest workers to store the data")
+	filesDir := fs.String("files", ".local/demo", "also write the data as the providers' own files here, for `firmbridge normalize` (empty: don't)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,6 +45,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	end := time.Now().UTC()
 	firms := synth.Firms(*seed, *nFirms)
 	envelopes := synth.Envelopes(*seed, firms, *months, end, synth.Options{})
+	if *filesDir != "" {
+		files, err := synth.WriteFiles(*filesDir, envelopes)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %d provider files to %s\n", len(files), *filesDir)
+	}
 	perTopic := map[string][]kafkago.Message{}
 	vatRecords := map[string]bool{}
 	for _, env := range envelopes {
@@ -117,8 +125,10 @@ and is refused (403 consent_required) for a firm without consent:
   curl -s -H "Authorization: Bearer $BANK" "%s/v1/firms/%s/profile?purpose=credit_assessment"
 The enterprise lists its consents:
   curl -s -H "Authorization: Bearer $ENTERPRISE" "%s/v1/consents"
+A provider checks an export before sending it:
+  .local/bin/firmbridge normalize --source tax.vat_return %s/tax.vat_return.csv | head -3
 `, base, base, base, len(firms), consenting.USCC, consenting.Name, refusing.USCC, refusing.Name,
-		ttl, demoBank, bank, enterprise, regulator, base, consenting.USCC, base, refusing.USCC, base)
+		ttl, demoBank, bank, enterprise, regulator, base, consenting.USCC, base, refusing.USCC, base, *filesDir)
 	return nil
 }
 

@@ -39,6 +39,51 @@ var (
 	})
 )
 
+// Field names of each source, the provider's own name first.
+var (
+	colUSCC = []string{"uscc", "统一社会信用代码"}
+
+	elAccount     = []string{"account_no", "户号"}
+	elMonth       = []string{"month", "月份"}
+	elConsumption = []string{"consumption", "用电量"}
+	elUnit        = []string{"unit", "单位"}
+	elPeak        = []string{"peak_kw", "最大需量"}
+	elArrears     = []string{"arrears", "欠费金额"}
+
+	waterPeriod = []string{"period", "month", "月份"}
+	waterVolume = []string{"volume_m3", "volume", "用水量"}
+
+	siPeriod    = []string{"period", "所属期"}
+	siHeadcount = []string{"insured_headcount", "参保人数"}
+	siPayroll   = []string{"payroll_base_total", "缴费基数合计"}
+
+	cusUSCC      = []string{"企业统一社会信用代码", "统一社会信用代码", "uscc"}
+	cusMonth     = []string{"月份", "month"}
+	cusDirection = []string{"进出口标志", "direction"}
+	cusAmount    = []string{"金额", "amount"}
+	cusCurrency  = []string{"币制", "currency"}
+)
+
+// RequiredColumns implements connectors.ColumnSource; peak_kw and arrears
+// may be left out.
+func (Electricity) RequiredColumns() [][]string {
+	return [][]string{elAccount, colUSCC, elMonth, elConsumption, elUnit}
+}
+
+// RequiredColumns implements connectors.ColumnSource.
+func (Water) RequiredColumns() [][]string { return [][]string{colUSCC, waterPeriod, waterVolume} }
+
+// RequiredColumns implements connectors.ColumnSource; payroll_base_total
+// may be left out.
+func (SocialInsurance) RequiredColumns() [][]string {
+	return [][]string{colUSCC, siPeriod, siHeadcount}
+}
+
+// RequiredColumns implements connectors.ColumnSource.
+func (Customs) RequiredColumns() [][]string {
+	return [][]string{cusUSCC, cusMonth, cusDirection, cusAmount, cusCurrency}
+}
+
 func init() {
 	kwhPerUnit["kWh"] = decimal.NewFromInt(1)
 	kwhPerUnit["万千瓦时"] = decimal.NewFromInt(10_000)
@@ -72,13 +117,13 @@ func (c Electricity) Normalize(_ context.Context, env firmbridge.Envelope, inges
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	account := r.RequiredText("account_no", "户号")
-	uscc := r.USCC("uscc", "统一社会信用代码")
-	month := r.Period(monthOnly, "month", "月份")
-	unit := r.Enum(electricityUnit, "unit", "单位")
-	kwh := r.Scaled(kwhPerUnit[unit], "consumption", "用电量")
-	peak := r.OptionalScaled(decimal.NewFromInt(1), "peak_kw", "最大需量")
-	arrears := r.OptionalYuan("", "arrears", "欠费金额")
+	account := r.RequiredText(elAccount...)
+	uscc := r.USCC(colUSCC...)
+	month := r.Period(monthOnly, elMonth...)
+	unit := r.Enum(electricityUnit, elUnit...)
+	kwh := r.Scaled(kwhPerUnit[unit], elConsumption...)
+	peak := r.OptionalScaled(decimal.NewFromInt(1), elPeak...)
+	arrears := r.OptionalYuan("", elArrears...)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
@@ -125,11 +170,11 @@ func (c Water) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt 
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("uscc", "统一社会信用代码")
-	period := r.Period(monthOrQuarter, "period", "month", "月份")
+	uscc := r.USCC(colUSCC...)
+	period := r.Period(monthOrQuarter, waterPeriod...)
 	vol := decimal.Decimal{}
 	if !r.Failed() {
-		raw := connectors.Fold(f.Get("volume_m3", "volume", "用水量"))
+		raw := connectors.Fold(f.Get(waterVolume...))
 		for _, suf := range []string{"立方米", "m³", "m3", "吨", "方"} {
 			if len(raw) > len(suf) && raw[len(raw)-len(suf):] == suf {
 				raw = raw[:len(raw)-len(suf)]
@@ -182,10 +227,10 @@ func (c SocialInsurance) Normalize(_ context.Context, env firmbridge.Envelope, i
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("uscc", "统一社会信用代码")
-	period := r.Period(monthOrQuarter, "period", "所属期")
-	heads := r.Count("insured_headcount", "参保人数")
-	payroll := r.OptionalYuan("", "payroll_base_total", "缴费基数合计")
+	uscc := r.USCC(colUSCC...)
+	period := r.Period(monthOrQuarter, siPeriod...)
+	heads := r.Count(siHeadcount...)
+	payroll := r.OptionalYuan("", siPayroll...)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
@@ -234,11 +279,11 @@ func (c Customs) Normalize(_ context.Context, env firmbridge.Envelope, ingestedA
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("企业统一社会信用代码", "统一社会信用代码", "uscc")
-	month := r.Period(monthOnly, "月份", "month")
-	dir := r.Enum(Directions, "进出口标志", "direction")
-	cur := r.Currency("币制", "currency")
-	amount := r.Money(cur, "金额", "amount")
+	uscc := r.USCC(cusUSCC...)
+	month := r.Period(monthOnly, cusMonth...)
+	dir := r.Enum(Directions, cusDirection...)
+	cur := r.Currency(cusCurrency...)
+	amount := r.Money(cur, cusAmount...)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,28 @@ func Connectors() []firmbridge.Connector {
 
 var v1 = []firmbridge.SchemaVersion{1}
 
+// Field names of each source, the provider's own name first.
+var (
+	colApplicationNo = []string{"application_no", "申请号"}
+
+	bibTitle      = []string{"title", "发明名称", "名称"}
+	bibFilingDate = []string{"filing_date", "申请日"}
+	bibApplicants = []string{"applicants", "申请人"}
+
+	evDate = []string{"event_date", "事务数据公告日"}
+	evCode = []string{"event_code", "事务数据类型"}
+)
+
+// RequiredColumns implements connectors.ColumnSource.
+func (Bibliographic) RequiredColumns() [][]string {
+	return [][]string{colApplicationNo, bibTitle, bibFilingDate, bibApplicants}
+}
+
+// RequiredColumns implements connectors.ColumnSource; event_text and the
+// parties may be left out (a pledge or transfer without them is rejected
+// record by record).
+func (LegalEvent) RequiredColumns() [][]string { return [][]string{colApplicationNo, evDate, evCode} }
+
 // Patent kinds.
 const (
 	KindInvention    = "invention"
@@ -85,13 +107,13 @@ func (c Bibliographic) Normalize(_ context.Context, env firmbridge.Envelope, ing
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	app := readApplicationNo(r, "application_no", "申请号")
+	app := readApplicationNo(r, colApplicationNo...)
 	kind := ""
 	if r.Text("kind", "专利类型") != "" {
 		kind = r.Enum(Kinds, "kind", "专利类型")
 	}
-	title := r.RequiredText("title", "发明名称", "名称")
-	filed := r.Date("filing_date", "申请日")
+	title := r.RequiredText(bibTitle...)
+	filed := r.Date(bibFilingDate...)
 	published := r.OptionalDate("publication_date", "公开日")
 	granted := r.OptionalDate("grant_date", "授权公告日")
 	status := "pending"
@@ -185,7 +207,7 @@ func readApplicants(r *connectors.Reader, f connectors.Fields) []Party {
 		return nil
 	}
 	const field = "applicants"
-	raw, ok := f.Raw(field, "申请人")
+	raw, ok := f.Raw(bibApplicants...)
 	var items []json.RawMessage
 	if ok && len(raw) > 0 && raw[0] == '[' {
 		if err := json.Unmarshal(raw, &items); err != nil {
@@ -193,7 +215,7 @@ func readApplicants(r *connectors.Reader, f connectors.Fields) []Party {
 			return nil
 		}
 	} else {
-		s := f.Get(field, "申请人")
+		s := f.Get(bibApplicants...)
 		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == ';' || r == '；' }) {
 			b, _ := json.Marshal(part)
 			items = append(items, b)
@@ -343,9 +365,9 @@ func (c LegalEvent) Normalize(_ context.Context, env firmbridge.Envelope, ingest
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	app := readApplicationNo(r, "application_no", "申请号")
-	date := r.Date("event_date", "事务数据公告日")
-	code := r.Enum(EventCodes, "event_code", "事务数据类型")
+	app := readApplicationNo(r, colApplicationNo...)
+	date := r.Date(evDate...)
+	code := r.Enum(EventCodes, evCode...)
 	text := r.Text("event_text", "事务数据信息")
 	from := readParty(r, "from_party")
 	to := readParty(r, "to_party")

@@ -42,6 +42,47 @@ var (
 	colUnit         = []string{"金额单位", "unit"}
 )
 
+// Field names of the JSON sources, the provider's own name first.
+var (
+	colUSCC = []string{"uscc", "taxpayer_id", "纳税人识别号"}
+
+	citTaxpayerID = []string{"taxpayer_id", "uscc", "纳税人识别号"}
+	citTaxYear    = []string{"tax_year", "year", "所属年度"}
+	citRevenue    = []string{"operating_revenue", "营业收入"}
+	citProfit     = []string{"total_profit", "利润总额"}
+	citTaxPayable = []string{"tax_payable", "应纳税额"}
+	citFiledOn    = []string{"filed_on", "申报日期"}
+
+	ratingYear   = []string{"year", "rating_year", "评价年度"}
+	ratingRating = []string{"rating", "纳税信用等级", "信用等级"}
+
+	arrearsAsOf    = []string{"as_of", "截至日期"}
+	arrearsTaxType = []string{"tax_type", "税种"}
+	arrearsOwed    = []string{"amount_owed", "欠税金额"}
+)
+
+// RequiredColumns implements connectors.ColumnSource. 所属期止 is not
+// required: 所属期起 alone may hold the period.
+func (VATReturn) RequiredColumns() [][]string {
+	return [][]string{colTaxpayerID, colTaxpayerName, colPeriodStart, colFiledOn, colSales, colOutputTax,
+		colInputTax, colTaxPayable, colUnit}
+}
+
+// RequiredColumns implements connectors.ColumnSource.
+func (CITAnnual) RequiredColumns() [][]string {
+	return [][]string{citTaxpayerID, citTaxYear, citRevenue, citProfit, citTaxPayable, citFiledOn}
+}
+
+// RequiredColumns implements connectors.ColumnSource.
+func (CreditRating) RequiredColumns() [][]string {
+	return [][]string{colUSCC, ratingYear, ratingRating}
+}
+
+// RequiredColumns implements connectors.ColumnSource.
+func (Arrears) RequiredColumns() [][]string {
+	return [][]string{colUSCC, arrearsAsOf, arrearsTaxType, arrearsOwed}
+}
+
 // Flags a VAT return row may carry.
 const (
 	FlagLate              = "late"                // filed after the 15th of the month following the period
@@ -219,12 +260,12 @@ func (c CITAnnual) Normalize(_ context.Context, env firmbridge.Envelope, ingeste
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("taxpayer_id", "uscc", "纳税人识别号")
-	year := r.Year("tax_year", "year", "所属年度")
-	revenue := r.Yuan("", "operating_revenue", "营业收入")
-	profit := r.Yuan("", "total_profit", "利润总额")
-	pay := r.Yuan("", "tax_payable", "应纳税额")
-	filed := r.Date("filed_on", "申报日期")
+	uscc := r.USCC(citTaxpayerID...)
+	year := r.Year(citTaxYear...)
+	revenue := r.Yuan("", citRevenue...)
+	profit := r.Yuan("", citProfit...)
+	pay := r.Yuan("", citTaxPayable...)
+	filed := r.Date(citFiledOn...)
 	if cur := r.Text("currency", "币种"); cur != "" && !r.Failed() {
 		if code, err := connectors.NormalizeCurrency(cur); err != nil || code != "CNY" {
 			r.Fail(firmbridge.RejectInvalidEnum, "currency", "currency %q: corporate income tax is filed in CNY", cur)
@@ -288,9 +329,9 @@ func (c CreditRating) Normalize(_ context.Context, env firmbridge.Envelope, inge
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("uscc", "taxpayer_id", "纳税人识别号")
-	year := r.Year("year", "rating_year", "评价年度")
-	rating := r.Enum(Ratings, "rating", "纳税信用等级", "信用等级")
+	uscc := r.USCC(colUSCC...)
+	year := r.Year(ratingYear...)
+	rating := r.Enum(Ratings, ratingRating...)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}
@@ -353,10 +394,10 @@ func (c Arrears) Normalize(_ context.Context, env firmbridge.Envelope, ingestedA
 		return nil, err
 	}
 	r := connectors.NewReader(f)
-	uscc := r.USCC("uscc", "taxpayer_id", "纳税人识别号")
-	asOf := r.Date("as_of", "截至日期")
-	typeName := r.RequiredText("tax_type", "税种")
-	owed := r.Yuan("", "amount_owed", "欠税金额")
+	uscc := r.USCC(colUSCC...)
+	asOf := r.Date(arrearsAsOf...)
+	typeName := r.RequiredText(arrearsTaxType...)
+	owed := r.Yuan("", arrearsOwed...)
 	if err := r.Err(); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,8 @@ source "$here/env.sh"
 
 : "${FIRMBRIDGE_DEMO_FIRMS:=300}"
 : "${FIRMBRIDGE_HTTP_ADDR:=127.0.0.1:8080}"
-export FIRMBRIDGE_HTTP_ADDR
+: "${FIRMBRIDGE_INGEST_OPS_ADDR:=127.0.0.1:8081}"
+export FIRMBRIDGE_HTTP_ADDR FIRMBRIDGE_INGEST_OPS_ADDR
 export FIRMBRIDGE_CLICKHOUSE_ADDR="${FIRMBRIDGE_CLICKHOUSE_ADDR:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_CH_TCP_PORT}"
 export FIRMBRIDGE_KAFKA_BROKERS="${FIRMBRIDGE_KAFKA_BROKERS:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_KAFKA_PORT}"
 export FIRMBRIDGE_KEY_FILE="${FIRMBRIDGE_KEY_FILE:-$FIRMBRIDGE_HOME/keys/jwt-signing.pem}"
@@ -25,7 +26,9 @@ bin="$FIRMBRIDGE_BIN_DIR/firmbridge"
 # stop_proc NAME: stop one of our background firmbridge processes.
 stop_proc() {
 	local name=$1 pidfile="$FIRMBRIDGE_RUN_DIR/$1.pid" pid
-	pid="$(fb_pid_of "$pidfile" "firmbridge $name")"
+	pid="$(fb_pid_of "$pidfile" "$bin $name")"
+	# The pid file may be lost or stale: find our own binary by its command line.
+	[[ -n $pid ]] || pid="$(fb_adopt firmbridge "$bin $name" "$pidfile")"
 	if [[ -n $pid ]]; then
 		fb_stop_pid "firmbridge $name" "$pid" "$pidfile"
 	fi
@@ -36,7 +39,10 @@ stop_proc() {
 start_proc() {
 	local name=$1 log="$FIRMBRIDGE_LOG_DIR/$1.log"
 	mkdir -p "$FIRMBRIDGE_RUN_DIR" "$FIRMBRIDGE_LOG_DIR"
-	(cd "$FIRMBRIDGE_REPO" && setsid nohup "$bin" "$name" >>"$log" 2>&1 </dev/null & echo $! >"$FIRMBRIDGE_RUN_DIR/$name.pid")
+	# setsid detaches it from this shell's session; the redirections keep it
+	# from holding the caller's terminal or pipe open.
+	(cd "$FIRMBRIDGE_REPO" && exec setsid "$bin" "$name" >>"$log" 2>&1 </dev/null) &
+	echo $! >"$FIRMBRIDGE_RUN_DIR/$name.pid"
 	fb_say "started firmbridge $name (pid $(cat "$FIRMBRIDGE_RUN_DIR/$name.pid"), log $log)"
 }
 

@@ -23,7 +23,13 @@ type Config struct {
 	Brokers           []string
 	Partitions        int // per new topic; default 4
 	ReplicationFactor int // per new topic; default 1 (one local broker)
+	// TopicPrefix is put before every platform topic name, so that several
+	// environments (or tests) can share one cluster.
+	TopicPrefix string
 }
+
+// Topic returns the full name of a platform topic.
+func (c Config) Topic(name string) string { return c.TopicPrefix + name }
 
 func (c Config) partitions() int {
 	if c.Partitions > 0 {
@@ -39,13 +45,17 @@ func (c Config) replication() int {
 	return 1
 }
 
-// PlatformTopics lists every topic firmbridge reads or writes.
-func PlatformTopics() []string {
+// PlatformTopics lists every topic firmbridge reads or writes, prefixed.
+func (c Config) PlatformTopics() []string {
 	var topics []string
 	for _, d := range firmbridge.Domains {
 		topics = append(topics, firmbridge.RawTopic(d), firmbridge.DeadLetterTopic(d))
 	}
-	return append(topics, firmbridge.TopicConsentEvents, firmbridge.TopicAuditAccess, firmbridge.DeadLetterTopic("audit"))
+	topics = append(topics, firmbridge.TopicConsentEvents, firmbridge.TopicAuditAccess, firmbridge.DeadLetterTopic("audit"))
+	for i := range topics {
+		topics[i] = c.Topic(topics[i])
+	}
+	return topics
 }
 
 // EnsureTopics creates the topics that do not exist yet. Existing topics are

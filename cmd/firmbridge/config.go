@@ -19,6 +19,7 @@ type Config struct {
 	ClickHouseUser string
 	ClickHousePass string
 	KafkaBrokers   string
+	TopicPrefix    string
 	KeyFile        string
 	Issuer         string
 	Audience       string
@@ -40,6 +41,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (FIRMBRIDGE_CLICKHOUSE_USER)")
 	c.ClickHousePass = env("CLICKHOUSE_PASSWORD", "") // environment only: flags show up in ps
 	fs.StringVar(&c.KafkaBrokers, "kafka", env("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers, comma-separated (FIRMBRIDGE_KAFKA_BROKERS)")
+	fs.StringVar(&c.TopicPrefix, "topic-prefix", env("TOPIC_PREFIX", ""), "prefix of every Kafka topic name, to share a cluster between environments (FIRMBRIDGE_TOPIC_PREFIX)")
 	fs.StringVar(&c.KeyFile, "key-file", env("KEY_FILE", ".local/keys/jwt-signing.pem"), "Ed25519 PKCS#8 PEM token signing key (FIRMBRIDGE_KEY_FILE)")
 	fs.StringVar(&c.Issuer, "issuer", env("ISSUER", "firmbridge"), "token issuer, iss (FIRMBRIDGE_ISSUER)")
 	fs.StringVar(&c.Audience, "audience", env("AUDIENCE", "firmbridge-api"), "token audience, aud (FIRMBRIDGE_AUDIENCE)")
@@ -57,7 +59,7 @@ func (c *Config) kafka() kafka.Config {
 			brokers = append(brokers, b)
 		}
 	}
-	return kafka.Config{Brokers: brokers}
+	return kafka.Config{Brokers: brokers, TopicPrefix: c.TopicPrefix}
 }
 
 const defaultTokenTTL = time.Hour

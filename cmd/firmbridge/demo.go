@@ -59,14 +59,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("encode envelope %s: %w", env.RecordID, err)
 		}
-		topic := firmbridge.RawTopic(firmbridge.SourceDomain(env.Source))
+		topic := cfg.kafka().Topic(firmbridge.RawTopic(firmbridge.SourceDomain(env.Source)))
 		perTopic[topic] = append(perTopic[topic], kafkago.Message{Key: []byte(env.USCC), Value: body})
 		if env.Source == "tax.vat_return" {
 			vatRecords[env.RecordID] = true
 		}
 	}
 	for _, d := range firmbridge.Domains {
-		topic := firmbridge.RawTopic(d)
+		topic := cfg.kafka().Topic(firmbridge.RawTopic(d))
 		w := kafka.NewWriter(cfg.kafka(), topic)
 		w.BatchTimeout = 20 * time.Millisecond
 		msgs := perTopic[topic]

@@ -41,7 +41,8 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	brokers := cfg.kafka().Brokers
+	kcfg := cfg.kafka()
+	brokers := kcfg.Brokers
 	promRegistry := prometheus.NewRegistry()
 	promRegistry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(promRegistry)
@@ -59,14 +60,14 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var pipelines []*ingest.Pipeline
 	for _, d := range firmbridge.Domains {
 		pipelines = append(pipelines, &ingest.Pipeline{
-			Brokers: brokers, Topic: firmbridge.RawTopic(d), GroupID: *group + "." + d,
-			DeadLetterTopic: firmbridge.DeadLetterTopic(d), Decode: ingest.EnvelopeDecoder(registry), Sink: store,
+			Brokers: brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: *group + "." + d,
+			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(registry), Sink: store,
 			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
 		})
 	}
 	pipelines = append(pipelines, &ingest.Pipeline{
-		Brokers: brokers, Topic: firmbridge.TopicAuditAccess, GroupID: *group + ".audit",
-		DeadLetterTopic: firmbridge.DeadLetterTopic("audit"), Decode: ingest.AccessEventDecoder(), Sink: store,
+		Brokers: brokers, Topic: kcfg.Topic(firmbridge.TopicAuditAccess), GroupID: *group + ".audit",
+		DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic("audit")), Decode: ingest.AccessEventDecoder(), Sink: store,
 		Workers: 1, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
 	})
 	// One pipeline failing stops them all, so the process exits and its

@@ -26,6 +26,7 @@ Commands:
   keygen     create an Ed25519 token signing key
   demo       publish generated provider data for a few hundred firms and grant demo consents
   normalize  check a provider file or envelopes offline: one JSON line per canonical row or reject
+  bench      measure throughput against baselines in the same run: bench ingest [--records N]
 
 Every command takes -h for its flags. Settings also come from FIRMBRIDGE_* environment variables.
 `
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"keygen":    runKeygen,
 		"demo":      runDemo,
 		"normalize": runNormalize,
+		"bench":     runBench,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

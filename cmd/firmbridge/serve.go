@@ -31,7 +31,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	audit := kafka.NewAuditLog(cfg.kafka(), firmbridge.TopicAuditAccess)
+	audit := kafka.NewAuditLog(cfg.kafka(), cfg.kafka().Topic(firmbridge.TopicAuditAccess))
 	defer audit.Close()
 	srv := &api.Server{
 		Tokens:   &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
@@ -79,7 +79,7 @@ func openAndMigrate(ctx context.Context, cfg *Config) (*schema.Store, error) {
 		store.Close()
 		return nil, err
 	}
-	if err := kafka.EnsureTopics(ctx, cfg.kafka(), kafka.PlatformTopics()...); err != nil {
+	if err := kafka.EnsureTopics(ctx, cfg.kafka(), cfg.kafka().PlatformTopics()...); err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopics(ctx, cfg.kafka(), kafka.PlatformTopics()...); err != nil {
+	if err := kafka.EnsureTopics(ctx, cfg.kafka(), cfg.kafka().PlatformTopics()...); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "migrations applied now: %v; database %s is up to date; topics ready\n", ran, cfg.ClickHouseDB)

@@ -21,6 +21,9 @@ import (
 )
 
 func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay-dlq" {
+		return runReplayDLQ(ctx, args[1:], stdout, stderr)
+	}
 	fs, cfg := newFlags("ingest", stderr)
 	group := fs.String("group", "firmbridge-ingest", "Kafka consumer group id prefix")
 	workers := fs.Int("workers", 1, "consumers per topic in the group")
@@ -117,4 +120,34 @@ func serveOps(ctx context.Context, addr string, reg *prometheus.Registry, ready 
 		_ = srv.Close()
 	}()
 	return srv, nil
+}
+
+// runReplayDLQ is `firmbridge ingest replay-dlq --source S`: after a
+// connector fix, send the source's dead letters back to its raw topic.
+func runReplayDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfg := newFlags("ingest replay-dlq", stderr)
+	source := fs.String("source", "", "the source whose dead letters to replay, e.g. tax.vat_return")
+	dryRun := fs.Bool("dry-run", false, "count what would be replayed; send nothing and keep no progress")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	domain := firmbridge.SourceDomain(*source)
+	if domain == "" {
+		return fmt.Errorf("replay-dlq: --source must name a source such as tax.vat_return, got %q", *source)
+	}
+	kcfg := cfg.kafka()
+	replay := &ingest.Replay{Brokers: kcfg.Brokers, Source: *source, DryRun: *dryRun,
+		DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(domain)), RawTopic: kcfg.Topic(firmbridge.RawTopic(domain)),
+		Logger: newLogger(stderr, cfg.LogLevel)}
+	st, err := replay.Run(ctx)
+	if err != nil {
+		return err
+	}
+	verb := "replayed"
+	if *dryRun {
+		verb = "would replay"
+	}
+	fmt.Fprintf(stdout, "%s %d dead letters of %s to %s (read %d; %d of other sources; %d not envelopes)\n",
+		verb, st.Replayed, *source, replay.RawTopic, st.Read, st.OtherSrc, st.Unreadable)
+	return nil
 }

@@ -123,6 +123,11 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 		StartOffset:    kafkago.FirstOffset,
 		CommitInterval: 0, // commit synchronously, only when told
 		QueueCapacity:  1000,
+		// A crashed worker's partitions move to the others after the
+		// session timeout; kafka-go's 30 s default stalls them too long.
+		SessionTimeout:    10 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: time.Second,
 	})
 	defer reader.Close()
 	log := p.Logger.With("topic", p.Topic, "group", p.GroupID, "worker", id)

@@ -196,6 +196,9 @@ type gen struct {
 	banks  []Bank
 	unis   []Bank
 	drafts []*draft
+	// accounts holds the grid account numbers handed out: a utility's
+	// account number identifies one customer, and record ids build on it.
+	accounts map[string]bool
 }
 
 // rng returns a random stream for one record, seeded by the seed and the
@@ -579,6 +582,13 @@ func (g *gen) legal(rng *rand.Rand, f Firm, appNo, code string, date time.Time, 
 func (g *gen) electricity(rng *rand.Rand, f Firm, city City, first time.Time, months int) {
 	acct := g.rng(f.USCC, "electricity")
 	account := fmt.Sprintf("%s%08d", city.AreaCode, acct.IntN(100_000_000))
+	for g.accounts[account] { // drawn for another firm already: draw again
+		account = fmt.Sprintf("%s%08d", city.AreaCode, acct.IntN(100_000_000))
+	}
+	if g.accounts == nil {
+		g.accounts = map[string]bool{}
+	}
+	g.accounts[account] = true
 	base := float64(f.Employees) * (400 + acct.Float64()*1600)
 	for k := 0; k < months; k++ {
 		m := first.AddDate(0, k, 0)

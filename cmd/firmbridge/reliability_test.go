@@ -1,0 +1,446 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/shopspring/decimal"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/connectors/all"
+	"github.com/firmbridge/firmbridge/connectors/synth"
+	"github.com/firmbridge/firmbridge/ingest"
+	"github.com/firmbridge/firmbridge/internal/testenv"
+	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
+)
+
+// reliabilitySources are the sources the reliability tests stream. Their
+// tables are keyed (uscc, record_id), so FINAL gives one row per record.
+var reliabilitySources = map[string]struct{ table, sum string }{
+	"tax.vat_return":  {"tax_vat_returns", "sales"},
+	"ops.electricity": {"ops_electricity", "consumption_kwh"},
+	"ops.water":       {"ops_water", "volume_m3"},
+}
+
+// streamRecords generates n records of reliabilitySources (with a share of
+// malformed ones if asked), deterministically for seed.
+func streamRecords(t *testing.T, seed int64, n int, malformed float64) []synth.Record {
+	t.Helper()
+	firms := synth.Firms(seed, n/8+10)
+	end := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	var out []synth.Record
+	for _, r := range synth.Generate(seed, firms, 36, end, synth.Options{Malformed: malformed}) {
+		if _, ok := reliabilitySources[r.Envelope.Source]; ok {
+			out = append(out, r)
+		}
+		if len(out) == n {
+			return out
+		}
+	}
+	t.Fatalf("generated only %d records of %d", len(out), n)
+	return nil
+}
+
+// expectation is what ClickHouse must hold after the stream: per table the
+// distinct records and the sum of one amount column, newest version each.
+type expectation struct {
+	records map[string]int
+	sums    map[string]decimal.Decimal
+	rejects int
+}
+
+func expect(t *testing.T, recs []synth.Record) expectation {
+	t.Helper()
+	reg, err := all.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type versioned struct {
+		version uint64
+		amount  decimal.Decimal
+	}
+	newest := map[string]map[string]versioned{}
+	e := expectation{records: map[string]int{}, sums: map[string]decimal.Decimal{}}
+	for _, r := range recs {
+		rows, err := reg.Normalize(context.Background(), r.Envelope, time.Now())
+		if err != nil {
+			e.rejects++
+			continue
+		}
+		want := reliabilitySources[r.Envelope.Source]
+		for _, row := range rows {
+			if row.Table() != want.table {
+				continue
+			}
+			cols, vals := row.Columns(), row.Values()
+			v := versioned{version: vals[slices.Index(cols, "version")].(uint64), amount: vals[slices.Index(cols, want.sum)].(decimal.Decimal)}
+			id := vals[slices.Index(cols, "record_id")].(string)
+			if newest[want.table] == nil {
+				newest[want.table] = map[string]versioned{}
+			}
+			if old, ok := newest[want.table][id]; !ok || v.version >= old.version {
+				newest[want.table][id] = v
+			}
+		}
+	}
+	for table, byID := range newest {
+		e.records[table] = len(byID)
+		sum := decimal.Zero
+		for _, v := range byID {
+			sum = sum.Add(v.amount)
+		}
+		e.sums[table] = sum
+	}
+	return e
+}
+
+// stored reads what ClickHouse holds of each expected table.
+func stored(ctx context.Context, store *schema.Store, e expectation) (map[string]int, map[string]decimal.Decimal, error) {
+	records, sums := map[string]int{}, map[string]decimal.Decimal{}
+	for _, want := range reliabilitySources {
+		var n uint64
+		var sum decimal.Decimal
+		if err := store.Conn().QueryRow(ctx, fmt.Sprintf("SELECT count(), sum(%s) FROM %s FINAL", want.sum, want.table)).Scan(&n, &sum); err != nil {
+			return nil, nil, err
+		}
+		records[want.table], sums[want.table] = int(n), sum
+	}
+	return records, sums, nil
+}
+
+func checkStored(t *testing.T, store *schema.Store, e expectation) {
+	t.Helper()
+	records, sums, err := stored(context.Background(), store, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for table, want := range e.records {
+		if records[table] != want || !sums[table].Equal(e.sums[table]) {
+			t.Errorf("%s: %d records summing to %s, want %d summing to %s", table, records[table], sums[table], want, e.sums[table])
+		}
+	}
+}
+
+func waitStored(t *testing.T, store *schema.Store, e expectation, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		records, _, err := stored(context.Background(), store, e)
+		done := err == nil
+		for table, want := range e.records {
+			done = done && records[table] >= want
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s ClickHouse holds %v (err %v), want %v", bound, records, err, e.records)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// publish writes records to the prefixed raw topics, keyed by USCC.
+func publish(t *testing.T, kcfg kafka.Config, recs []synth.Record) {
+	t.Helper()
+	perTopic := map[string][]kafkago.Message{}
+	for _, r := range recs {
+		body, err := json.Marshal(r.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic := kcfg.Topic(firmbridge.RawTopic(firmbridge.SourceDomain(r.Envelope.Source)))
+		perTopic[topic] = append(perTopic[topic], kafkago.Message{Key: []byte(r.Envelope.USCC), Value: body})
+	}
+	for topic, msgs := range perTopic {
+		w := kafka.NewWriter(kcfg, topic)
+		w.BatchTimeout = 10 * time.Millisecond
+		w.BatchSize = 5000
+		for start := 0; start < len(msgs); start += 20000 {
+			if err := w.WriteMessages(context.Background(), msgs[start:min(start+20000, len(msgs))]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+	}
+}
+
+// platformTopics creates every platform topic under a fresh prefix.
+func platformTopics(t *testing.T) kafka.Config {
+	t.Helper()
+	kcfg := testenv.Kafka(t)
+	kcfg.TopicPrefix = "test." + testenv.Suffix() + "."
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, kcfg, kcfg.PlatformTopics()...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kafka.DeleteTopics(context.Background(), kcfg, kcfg.PlatformTopics()...) })
+	return kcfg
+}
+
+// deadLetters counts the messages in the dead-letter topics.
+func deadLetters(t *testing.T, kcfg kafka.Config) int64 {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(kcfg.Brokers...)}
+	var total int64
+	for _, d := range firmbridge.Domains {
+		topic := kcfg.Topic(firmbridge.DeadLetterTopic(d))
+		req := map[string][]kafkago.OffsetRequest{topic: {}}
+		for p := range kcfg.Partitions {
+			req[topic] = append(req[topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
+		}
+		resp, err := client.ListOffsets(context.Background(), &kafkago.ListOffsetsRequest{Topics: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range resp.Topics[topic] {
+			total += p.LastOffset - p.FirstOffset
+		}
+	}
+	return total
+}
+
+// TestIngest_MalformedRecords: with 5% malformed records, records in =
+// records stored + dead letters, exactly.
+func TestIngest_MalformedRecords(t *testing.T) {
+	store := testenv.Store(t)
+	kcfg := platformTopics(t)
+	recs := streamRecords(t, 7, 20000, 0.05)
+	e := expect(t, recs)
+	if e.rejects < 800 || e.rejects > 1200 {
+		t.Fatalf("generator made %d malformed records of %d, want about 5%%", e.rejects, len(recs))
+	}
+	publish(t, kcfg, recs)
+	reg, err := all.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, len(firmbridge.Domains))
+	var pipelines []*ingest.Pipeline
+	for _, d := range firmbridge.Domains {
+		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-" + kcfg.TopicPrefix + d,
+			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
+			BatchRows: 5000, BatchWait: 300 * time.Millisecond}
+		pipelines = append(pipelines, p)
+		go func() { done <- p.Run(ctx) }()
+	}
+	waitStored(t, store, e, 2*time.Minute)
+	deadline := time.Now().Add(30 * time.Second)
+	for deadLetters(t, kcfg) < int64(e.rejects) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	var in, dead int64
+	for _, p := range pipelines {
+		if err := <-done; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+		in += p.Stats().Messages.Load()
+		dead += p.Stats().DeadLetters.Load()
+	}
+	checkStored(t, store, e)
+	if got := deadLetters(t, kcfg); got != int64(e.rejects) || dead != got {
+		t.Errorf("dead-letter topics hold %d, pipelines dead-lettered %d; want %d", got, dead, e.rejects)
+	}
+	if in != int64(len(recs)) {
+		t.Errorf("pipelines consumed %d records, want %d", in, len(recs))
+	}
+}
+
+// buildBinary compiles firmbridge once per test binary.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "firmbridge")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestIngest_KillNine: 200k records; the ingest process is killed with
+// SIGKILL at 5 random moments and restarted each time. At the end
+// ClickHouse holds exactly the distinct records with the right sums.
+func TestIngest_KillNine(t *testing.T) {
+	store := testenv.Store(t)
+	kcfg := platformTopics(t)
+	bin := buildBinary(t)
+	recs := streamRecords(t, 11, 200000, 0)
+	e := expect(t, recs)
+	publish(t, kcfg, recs)
+
+	logPath := filepath.Join(t.TempDir(), "ingest.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "ingest", "--group", "kill-"+kcfg.TopicPrefix, "--batch-rows", "20000", "--batch-wait", "500ms",
+			"--ops-addr", "127.0.0.1:0", "--clickhouse-db", store.Database(), "--topic-prefix", kcfg.TopicPrefix,
+			"--kafka", strings.Join(kcfg.Brokers, ","), "--clickhouse", testenv.ClickHouseAddr(), "--log-level", "warn")
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	t.Logf("kill moments drawn with seed %d", seed)
+	total := func() int {
+		records, _, _ := stored(context.Background(), store, e)
+		n := 0
+		for _, c := range records {
+			n += c
+		}
+		return n
+	}
+	for i := range 5 {
+		before := total()
+		cmd := start()
+		// Kill mid-stream: once this run stored something, at a random
+		// moment in the next 1.5 s.
+		deadline := time.Now().Add(90 * time.Second)
+		for total() == before && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		pause := time.Duration(rng.IntN(1500)) * time.Millisecond
+		time.Sleep(pause)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		t.Logf("kill -9 #%d, %s after its first stored batch: %d of %d records stored", i+1, pause, total(), len(recs))
+	}
+	cmd := start()
+	waitStored(t, store, e, 4*time.Minute)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		log, _ := os.ReadFile(logPath)
+		t.Errorf("ingest did not stop cleanly on SIGTERM: %v\n%s", err, log)
+	}
+	checkStored(t, store, e)
+	if n := deadLetters(t, kcfg); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// privateClickHouse starts a ClickHouse of the test's own with
+// deploy/local/clickhouse.sh, so that stopping it disturbs no other test.
+// It returns the script runner and the native address.
+func privateClickHouse(t *testing.T) (func(action string), string) {
+	t.Helper()
+	script, err := filepath.Abs("../../deploy/local/clickhouse.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home, tcp := t.TempDir(), freePort(t)
+	env := append(os.Environ(), "FIRMBRIDGE_HOME="+home, "FIRMBRIDGE_CH_TCP_PORT="+tcp, "FIRMBRIDGE_CH_HTTP_PORT="+freePort(t))
+	run := func(action string) {
+		t.Helper()
+		cmd := exec.Command(script, action)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("clickhouse.sh %s: %v\n%s", action, err, out)
+		}
+	}
+	run("start")
+	t.Cleanup(func() { run("stop") })
+	return run, "127.0.0.1:" + tcp
+}
+
+// TestIngest_ClickHouseOutage: ClickHouse stops for about 10 s mid-stream
+// and comes back; nothing is lost and nothing doubled.
+func TestIngest_ClickHouseOutage(t *testing.T) {
+	clickhouse, addr := privateClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	store, err := schema.Open(ctx, schema.Config{Addr: addr, Database: "outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kcfg := platformTopics(t)
+	recs := streamRecords(t, 13, 60000, 0)
+	e := expect(t, recs)
+	publish(t, kcfg, recs)
+	reg, err := all.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, len(firmbridge.Domains))
+	var pipelines []*ingest.Pipeline
+	for _, d := range firmbridge.Domains {
+		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-" + kcfg.TopicPrefix + d,
+			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
+			BatchRows: 2000, BatchWait: 200 * time.Millisecond}
+		pipelines = append(pipelines, p)
+		go func() { done <- p.Run(runCtx) }()
+	}
+	rows := func() (n int64) {
+		for _, p := range pipelines {
+			n += p.Stats().Rows.Load()
+		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for rows() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	clickhouse("stop")
+	atStop := rows()
+	time.Sleep(10 * time.Second)
+	duringOutage := rows() - atStop
+	clickhouse("start")
+	waitStored(t, store, e, 2*time.Minute)
+	stop()
+	var retries int64
+	for _, p := range pipelines {
+		if err := <-done; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+		retries += p.Stats().Retries.Load()
+	}
+	checkStored(t, store, e)
+	t.Logf("rows stored before the outage %d, during it %d; retries %d", atStop, duringOutage, retries)
+	if retries == 0 {
+		t.Error("no insert was retried: the outage was not exercised")
+	}
+	if n := deadLetters(t, kcfg); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}

@@ -74,17 +74,38 @@ func (s *Server) Profile(ctx context.Context, id firmbridge.Identity, rawUSCC, p
 }
 
 // liveConsent returns the newest consent of uscc to grantee that is active
-// now for purpose, or a consent_required error.
+// now for purpose. Without one, the error says why, so that the bank knows
+// whether to ask for a new consent or for another purpose.
 func (s *Server) liveConsent(ctx context.Context, grantee, uscc, purpose string) (*firmbridge.Consent, error) {
 	consents, err := s.Consents.ConsentsForGrantee(ctx, grantee, uscc)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
+	var newestForPurpose *firmbridge.Consent
+	otherPurpose := false
 	for _, c := range consents { // newest first
-		if c.Purpose == purpose && c.EffectiveStatus(now) == firmbridge.ConsentActive {
+		if c.Purpose != purpose {
+			otherPurpose = otherPurpose || c.EffectiveStatus(now) == firmbridge.ConsentActive
+			continue
+		}
+		if c.EffectiveStatus(now) == firmbridge.ConsentActive {
 			return c, nil
 		}
+		if newestForPurpose == nil {
+			newestForPurpose = c
+		}
+	}
+	switch {
+	case newestForPurpose != nil && newestForPurpose.EffectiveStatus(now) == firmbridge.ConsentRevoked:
+		return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "consent_revoked",
+			"firm %s revoked its consent %s for %s; ask the firm for a new consent", uscc, newestForPurpose.ID, purpose)
+	case newestForPurpose != nil && newestForPurpose.EffectiveStatus(now) == firmbridge.ConsentExpired:
+		return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "consent_expired",
+			"the consent %s of firm %s for %s expired at %s", newestForPurpose.ID, uscc, purpose, newestForPurpose.ExpiresAt.Format(time.RFC3339))
+	case otherPurpose:
+		return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "purpose_not_granted",
+			"firm %s consented to %s for another purpose, not for %s", uscc, grantee, purpose)
 	}
 	return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "consent_required",
 		"firm %s has no active consent for %s to read its data for %s", uscc, grantee, purpose)

@@ -81,7 +81,7 @@ func (t *Tokens) Parse(raw string) (firmbridge.Identity, error) {
 		jwt.WithTimeFunc(t.now),
 	)
 	if err != nil {
-		code := "invalid_token"
+		code := "token_invalid"
 		switch {
 		case errors.Is(err, jwt.ErrTokenExpired):
 			code = "token_expired"

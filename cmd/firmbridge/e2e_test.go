@@ -154,8 +154,13 @@ func TestThinSlice(t *testing.T) {
 		if status, _, body := call(t, "POST", srv.URL+"/v1/consents/"+consentID+"/revoke", firm, ""); status != 200 {
 			t.Fatalf("revoke: %d %s", status, body)
 		}
-		if status, _, body := call(t, "GET", profileURL, bank, ""); status != 403 {
-			t.Fatalf("after revoke: %d %s, want 403", status, body)
+		status, _, body := call(t, "GET", profileURL, bank, "")
+		if status != 403 || !strings.Contains(string(body), `"code":"consent_revoked"`) {
+			t.Fatalf("after revoke: %d %s, want 403 consent_revoked", status, body)
+		}
+		other := srv.URL + "/v1/firms/" + testUSCC + "/profile?purpose=loan_monitoring"
+		if status, _, body := call(t, "GET", other, bank, ""); status != 403 || !strings.Contains(string(body), `"code":"consent_required"`) {
+			t.Fatalf("another purpose: %d %s, want 403 consent_required", status, body)
 		}
 	})
 
@@ -173,15 +178,15 @@ func TestThinSlice(t *testing.T) {
 	})
 
 	// Every authenticated request above touched firm data or consents:
-	// deny, grant, allow, revoke, deny, role deny, invalid USCC deny.
-	waitFor(t, "7 access events", func() bool { return auditPipeline.Stats().Messages.Load() >= 7 })
-	waitCount(t, store, "SELECT count() FROM access_events FINAL", 7)
+	// deny, grant, allow, revoke, deny, deny, role deny, invalid USCC deny.
+	waitFor(t, "8 access events", func() bool { return auditPipeline.Stats().Messages.Load() >= 8 })
+	waitCount(t, store, "SELECT count() FROM access_events FINAL", 8)
 	var allowed, denied uint64
 	if err := store.Conn().QueryRow(ctx, "SELECT countIf(decision = 'allow'), countIf(decision = 'deny') FROM access_events FINAL").Scan(&allowed, &denied); err != nil {
 		t.Fatal(err)
 	}
-	if allowed != 3 || denied != 4 {
-		t.Errorf("access events: %d allowed, %d denied; want 3 and 4", allowed, denied)
+	if allowed != 3 || denied != 5 {
+		t.Errorf("access events: %d allowed, %d denied; want 3 and 5", allowed, denied)
 	}
 }
 

@@ -1,0 +1,118 @@
+package firmbridge_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/firmbridge/firmbridge"
+)
+
+func TestConsent_EffectiveStatus(t *testing.T) {
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := firmbridge.Consent{Status: firmbridge.ConsentActive, ValidFrom: from, ExpiresAt: from.Add(48 * time.Hour),
+		Scopes: []string{"tax"}, Purpose: firmbridge.PurposeCreditAssessment}
+	cases := []struct {
+		name   string
+		status string
+		at     time.Time
+		want   string
+	}{
+		{"before valid_from", firmbridge.ConsentActive, from.Add(-time.Second), firmbridge.ConsentPending},
+		{"at valid_from", firmbridge.ConsentActive, from, firmbridge.ConsentActive},
+		{"last second", firmbridge.ConsentActive, from.Add(48*time.Hour - time.Second), firmbridge.ConsentActive},
+		{"at expiry", firmbridge.ConsentActive, from.Add(48 * time.Hour), firmbridge.ConsentExpired},
+		{"revoked stays revoked", firmbridge.ConsentRevoked, from.Add(time.Hour), firmbridge.ConsentRevoked},
+		{"rejected", firmbridge.ConsentRejected, from.Add(time.Hour), firmbridge.ConsentRejected},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := c
+			c.Status = tc.status
+			if got := c.EffectiveStatus(tc.at); got != tc.want {
+				t.Errorf("EffectiveStatus = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	at := from.Add(time.Hour)
+	if !c.Covers("tax", firmbridge.PurposeCreditAssessment, at) {
+		t.Error("active tax consent does not cover tax for its purpose")
+	}
+	if c.Covers("patent", firmbridge.PurposeCreditAssessment, at) {
+		t.Error("tax consent covers patent")
+	}
+	if c.Covers("tax", firmbridge.PurposeLoanMonitoring, at) {
+		t.Error("credit_assessment consent covers loan_monitoring")
+	}
+}
+
+func TestConsent_Validate(t *testing.T) {
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	valid := func() firmbridge.Consent {
+		return firmbridge.Consent{USCC: "91350100M000100Y43", Grantee: "BANK-1", Scopes: []string{"tax", "patent"},
+			Purpose: firmbridge.PurposeCreditAssessment, ValidFrom: from, ExpiresAt: from.AddDate(0, 0, 90)}
+	}
+	cases := map[string]struct {
+		change func(*firmbridge.Consent)
+		field  string
+	}{
+		"valid":             {func(*firmbridge.Consent) {}, ""},
+		"no grantee":        {func(c *firmbridge.Consent) { c.Grantee = "" }, "grantee"},
+		"no scopes":         {func(c *firmbridge.Consent) { c.Scopes = nil }, "scopes"},
+		"unknown scope":     {func(c *firmbridge.Consent) { c.Scopes = []string{"payroll"} }, "scopes"},
+		"unknown purpose":   {func(c *firmbridge.Consent) { c.Purpose = "marketing" }, "purpose"},
+		"expiry before":     {func(c *firmbridge.Consent) { c.ExpiresAt = from }, "expires_at"},
+		"longer than 90d":   {func(c *firmbridge.Consent) { c.ExpiresAt = from.AddDate(0, 0, 91) }, "expires_at"},
+		"monitoring 1 year": {func(c *firmbridge.Consent) { c.Purpose = firmbridge.PurposeLoanMonitoring; c.ExpiresAt = from.AddDate(1, 0, 0) }, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := valid()
+			tc.change(&c)
+			err := c.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			e, ok := err.(*firmbridge.Error)
+			if !ok || e.Field != tc.field || e.Kind != firmbridge.EINVALID {
+				t.Errorf("Validate() = %#v, want EINVALID on field %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestSchemaVersion_UnmarshalJSON(t *testing.T) {
+	for in, want := range map[string]firmbridge.SchemaVersion{`1`: 1, `"1"`: 1, `"v2"`: 2, `" V3 "`: 3} {
+		var v firmbridge.SchemaVersion
+		if err := json.Unmarshal([]byte(in), &v); err != nil || v != want {
+			t.Errorf("unmarshal %s = %d, %v; want %d", in, v, err, want)
+		}
+	}
+	for _, in := range []string{`"one"`, `-1`, `1.5`, `70000`, `null`} {
+		var v firmbridge.SchemaVersion
+		if err := json.Unmarshal([]byte(in), &v); err == nil && in != `null` {
+			t.Errorf("unmarshal %s accepted as %d", in, v)
+		}
+	}
+}
+
+func TestVersionOf_OrdersByObservedAt(t *testing.T) {
+	t0 := time.Date(2024, 4, 16, 8, 0, 0, 0, time.UTC)
+	if !(firmbridge.VersionOf(t0) < firmbridge.VersionOf(t0.Add(time.Microsecond))) {
+		t.Error("a later observation does not get a higher version")
+	}
+	if firmbridge.VersionOf(t0) != firmbridge.VersionOf(t0.In(time.FixedZone("CST", 8*3600))) {
+		t.Error("version depends on the time zone")
+	}
+}
+
+func TestSourceDomain(t *testing.T) {
+	for src, want := range map[string]string{"tax.vat_return": "tax", "patent.legal_event": "patent", "ops.water": "operations", "hr.payroll": "", "": ""} {
+		if got := firmbridge.SourceDomain(src); got != want {
+			t.Errorf("SourceDomain(%q) = %q, want %q", src, got, want)
+		}
+	}
+}

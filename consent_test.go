@@ -56,14 +56,17 @@ func TestConsent_Validate(t *testing.T) {
 		change func(*firmbridge.Consent)
 		field  string
 	}{
-		"valid":             {func(*firmbridge.Consent) {}, ""},
-		"no grantee":        {func(c *firmbridge.Consent) { c.Grantee = "" }, "grantee"},
-		"no scopes":         {func(c *firmbridge.Consent) { c.Scopes = nil }, "scopes"},
-		"unknown scope":     {func(c *firmbridge.Consent) { c.Scopes = []string{"payroll"} }, "scopes"},
-		"unknown purpose":   {func(c *firmbridge.Consent) { c.Purpose = "marketing" }, "purpose"},
-		"expiry before":     {func(c *firmbridge.Consent) { c.ExpiresAt = from }, "expires_at"},
-		"longer than 90d":   {func(c *firmbridge.Consent) { c.ExpiresAt = from.AddDate(0, 0, 91) }, "expires_at"},
-		"monitoring 1 year": {func(c *firmbridge.Consent) { c.Purpose = firmbridge.PurposeLoanMonitoring; c.ExpiresAt = from.AddDate(1, 0, 0) }, ""},
+		"valid":           {func(*firmbridge.Consent) {}, ""},
+		"no grantee":      {func(c *firmbridge.Consent) { c.Grantee = "" }, "grantee"},
+		"no scopes":       {func(c *firmbridge.Consent) { c.Scopes = nil }, "scopes"},
+		"unknown scope":   {func(c *firmbridge.Consent) { c.Scopes = []string{"payroll"} }, "scopes"},
+		"unknown purpose": {func(c *firmbridge.Consent) { c.Purpose = "marketing" }, "purpose"},
+		"expiry before":   {func(c *firmbridge.Consent) { c.ExpiresAt = from }, "expires_at"},
+		"longer than 90d": {func(c *firmbridge.Consent) { c.ExpiresAt = from.AddDate(0, 0, 91) }, "expires_at"},
+		"monitoring 1 year": {func(c *firmbridge.Consent) {
+			c.Purpose = firmbridge.PurposeLoanMonitoring
+			c.ExpiresAt = from.AddDate(1, 0, 0)
+		}, ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/connectors"
 )
 
 // Server holds the API's dependencies, set once in cmd/firmbridge.
@@ -24,6 +25,14 @@ type Server struct {
 	Consents firmbridge.ConsentStore
 	Profiles firmbridge.ProfileReader
 	Audit    firmbridge.AuditLog
+	// Raw publishes the records providers push (POST /v1/ingest/{source})
+	// to the raw topics; Connectors says which sources and versions exist.
+	Raw        firmbridge.RawPublisher
+	Connectors *connectors.Registry
+	// Limits of one push; zero means DefaultMaxIngestBytes and
+	// DefaultMaxIngestRecords.
+	MaxIngestBytes   int64
+	MaxIngestRecords int
 	// Ready reports whether the dependencies answer; nil means always ready.
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -68,6 +77,7 @@ func (s *Server) Handler() http.Handler {
 	v1.GET("/consents", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsents)
 	v1.GET("/consents/:id", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleGetConsent)
 	v1.POST("/consents/:id/revoke", s.allow(firmbridge.RoleEnterprise), s.handleRevokeConsent)
+	v1.POST("/ingest/:source", s.allow(firmbridge.RoleProvider), s.handleIngest)
 	return r
 }
 

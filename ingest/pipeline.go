@@ -89,6 +89,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		dlq = &kafkago.Writer{
 			Addr: kafkago.TCP(p.Brokers...), Topic: p.DeadLetterTopic, Balancer: &kafkago.Hash{},
 			RequiredAcks: kafkago.RequireAll, BatchTimeout: 2 * time.Millisecond, MaxAttempts: 5,
+			Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second}, // fresh metadata, not the shared cache
 		}
 		defer dlq.Close()
 	}

@@ -82,7 +82,8 @@ func (r *Replay) Run(ctx context.Context) (ReplayStats, error) {
 		start[p.Partition] = p.CommittedOffset
 	}
 	writer := &kafkago.Writer{Addr: kafkago.TCP(r.Brokers...), Topic: r.RawTopic, Balancer: &kafkago.Hash{},
-		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 5}
+		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 5,
+		Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second}}
 	defer writer.Close()
 
 	for _, po := range ends.Topics[r.DeadLetterTopic] {

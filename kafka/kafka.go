@@ -179,5 +179,9 @@ func NewWriter(cfg Config, topic string) *kafkago.Writer {
 		MaxAttempts:  3,
 		WriteTimeout: 10 * time.Second,
 		Compression:  kafkago.Lz4,
+		// A transport of its own: kafka-go's shared default caches topic
+		// metadata for seconds, so a writer would not see a topic that was
+		// created after another writer in the process looked.
+		Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second},
 	}
 }

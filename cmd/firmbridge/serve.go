@@ -11,6 +11,7 @@ import (
 
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/api"
+	"github.com/firmbridge/firmbridge/connectors/all"
 	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
 )
@@ -33,12 +34,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	audit := kafka.NewAuditLog(cfg.kafka(), cfg.kafka().Topic(firmbridge.TopicAuditAccess))
 	defer audit.Close()
+	raw := kafka.NewRawPublisher(cfg.kafka())
+	defer raw.Close()
+	registry, err := all.Registry()
+	if err != nil {
+		return err
+	}
 	srv := &api.Server{
-		Tokens:   &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
-		Consents: schema.ConsentStore{Store: store},
-		Profiles: schema.ProfileReader{Store: store},
-		Audit:    audit,
-		Logger:   logger,
+		Tokens:     &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
+		Consents:   schema.ConsentStore{Store: store},
+		Profiles:   schema.ProfileReader{Store: store},
+		Audit:      audit,
+		Raw:        raw,
+		Connectors: registry,
+		Logger:     logger,
 		Ready: func(ctx context.Context) error {
 			if err := store.Conn().Ping(ctx); err != nil {
 				return fmt.Errorf("clickhouse: %w", err)

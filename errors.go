@@ -13,6 +13,8 @@ const (
 	EUNAUTHORIZED = "unauthorized" // no valid identity
 	EFORBIDDEN    = "forbidden"    // identity known, action not allowed
 	ECONFLICT     = "conflict"     // the state does not allow the action
+	ETOOLARGE     = "too_large"    // the request is bigger than allowed
+	EUNSUPPORTED  = "unsupported"  // the request's media type is not accepted
 	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
 	EINTERNAL     = "internal"     // a bug or an unexpected failure
 )

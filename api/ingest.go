@@ -71,14 +71,6 @@ type IngestResponse struct {
 	Results  []IngestResult `json:"results"`
 }
 
-// Codes of ingest errors whose HTTP status is not the one of their kind
-// (all are EINVALID, which is otherwise 400).
-var ingestStatus = map[string]int{
-	"body_too_large":         http.StatusRequestEntityTooLarge,
-	"too_many_records":       http.StatusRequestEntityTooLarge,
-	"unsupported_media_type": http.StatusUnsupportedMediaType,
-}
-
 func (s *Server) maxIngestBytes() int64 {
 	if s.MaxIngestBytes > 0 {
 		return s.MaxIngestBytes
@@ -100,12 +92,12 @@ func (s *Server) handleIngest(c *gin.Context) {
 	id, _ := firmbridge.IdentityFrom(c.Request.Context())
 	req, err := s.readIngest(c)
 	if err != nil {
-		s.writeIngestError(c, err)
+		writeError(c, s.logger(), err)
 		return
 	}
 	resp, err := s.Ingest(c.Request.Context(), firmbridge.RawOrigin{Org: id.Org, RequestID: requestID(c)}, req)
 	if err != nil {
-		s.writeIngestError(c, err)
+		writeError(c, s.logger(), err)
 		return
 	}
 	c.JSON(http.StatusOK, resp)
@@ -149,7 +141,7 @@ func (s *Server) readIngest(c *gin.Context) (IngestRequest, error) {
 		}
 		req.Options.Format = connectors.FormatCSV
 	default:
-		return req, firmbridge.Errorf(firmbridge.EINVALID, "unsupported_media_type",
+		return req, firmbridge.Errorf(firmbridge.EUNSUPPORTED, "unsupported_media_type",
 			"Content-Type %q is not accepted: send envelopes as application/x-ndjson or application/json, "+
 				"a provider CSV file as text/csv, provider JSON lines as application/x-ndjson with ?format=records",
 			c.GetHeader("Content-Type"))
@@ -194,7 +186,7 @@ func (s *Server) readIngest(c *gin.Context) (IngestRequest, error) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return req, firmbridge.Errorf(firmbridge.EINVALID, "body_too_large",
+			return req, firmbridge.Errorf(firmbridge.ETOOLARGE, "body_too_large",
 				"the body is larger than %d bytes; split it into several requests", s.maxIngestBytes())
 		}
 		return req, firmbridge.Errorf(firmbridge.EINVALID, "invalid_body", "the body could not be read")
@@ -330,7 +322,7 @@ func checkEnvelope(conn firmbridge.Connector, rec connectors.FileRecord) error {
 }
 
 func ingestTooManyRecords(max int) error {
-	return firmbridge.Errorf(firmbridge.EINVALID, "too_many_records", "a request may carry at most %d records; split it into several requests", max)
+	return firmbridge.Errorf(firmbridge.ETOOLARGE, "too_many_records", "a request may carry at most %d records; split it into several requests", max)
 }
 
 // countIngestRecords counts the records of a body without splitting it: its
@@ -394,29 +386,4 @@ func ingestJSONProblem(err error) string {
 		return "unexpected end of the body"
 	}
 	return "invalid JSON"
-}
-
-// writeIngestError writes an ingest error as problem+json, with the status
-// of its code when that differs from the status of its kind (413, 415).
-func (s *Server) writeIngestError(c *gin.Context, err error) {
-	var fe *firmbridge.Error
-	status, ok := 0, false
-	if errors.As(err, &fe) {
-		status, ok = ingestStatus[fe.Code]
-	}
-	if !ok {
-		writeError(c, s.logger(), err)
-		return
-	}
-	c.Header("Content-Type", "application/problem+json")
-	c.AbortWithStatusJSON(status, Problem{
-		Type:      "urn:firmbridge:problem:" + fe.Code,
-		Title:     http.StatusText(status),
-		Status:    status,
-		Detail:    fe.Message,
-		Code:      fe.Code,
-		Field:     fe.Field,
-		Instance:  c.Request.URL.Path,
-		RequestID: requestID(c),
-	})
 }

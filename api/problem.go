@@ -16,6 +16,8 @@ var statusOf = map[string]int{
 	firmbridge.EUNAUTHORIZED: http.StatusUnauthorized,
 	firmbridge.EFORBIDDEN:    http.StatusForbidden,
 	firmbridge.ECONFLICT:     http.StatusConflict,
+	firmbridge.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	firmbridge.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
 	firmbridge.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	firmbridge.EINTERNAL:     http.StatusInternalServerError,
 }

@@ -199,6 +199,9 @@ type gen struct {
 	// accounts holds the grid account numbers handed out: a utility's
 	// account number identifies one customer, and record ids build on it.
 	accounts map[string]bool
+	// applications holds the patent application numbers handed out: an
+	// application number identifies one patent, and record ids build on it.
+	applications map[string]bool
 }
 
 // rng returns a random stream for one record, seeded by the seed and the
@@ -481,6 +484,16 @@ func (g *gen) patents(rng *rand.Rand, fi int, first time.Time, months int) {
 		filed := first.AddDate(0, 0, rng.IntN(max(span-40, 1)))
 		typ := []int{1, 1, 2, 2, 2, 3}[rng.IntN(6)]
 		appNo := applicationNo(rng, filed.Year(), typ)
+		if g.applications[appNo] { // drawn for another patent already: draw again
+			redraw := g.rng(f.USCC, "patent", strconv.Itoa(k))
+			for g.applications[appNo] {
+				appNo = applicationNo(redraw, filed.Year(), typ)
+			}
+		}
+		if g.applications == nil {
+			g.applications = map[string]bool{}
+		}
+		g.applications[appNo] = true
 		written := appNo
 		if rng.IntN(2) == 0 {
 			written = "CN" + appNo

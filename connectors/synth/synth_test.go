@@ -2,6 +2,7 @@ package synth_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -153,6 +154,62 @@ func TestGenerate_Quirks(t *testing.T) {
 			t.Errorf("no %s in the generated data", name)
 		}
 	}
+}
+
+// Two different patents never share an application number, nor any record
+// id: with tens of thousands of firms, random application numbers would
+// clash unless the generator draws again.
+func TestGenerate_UniqueAcrossFirms(t *testing.T) {
+	n := 20_000
+	if testing.Short() {
+		n = 2_000
+	}
+	firms := synth.Firms(5, n)
+	recs := synth.Generate(5, firms, 3, end, synth.Options{})
+	idFirm := map[string]string{}  // source + record id -> firm
+	appFirm := map[string]string{} // application number -> firm
+	appSeen := func(r synth.Record, appNo string) {
+		appNo = strings.TrimPrefix(strings.TrimSpace(appNo), "CN")
+		if appNo == "" {
+			t.Errorf("%s: no application number", r.Envelope.RecordID)
+			return
+		}
+		if f, ok := appFirm[appNo]; ok && f != r.Envelope.USCC {
+			t.Errorf("application number %s given to %s and %s", appNo, f, r.Envelope.USCC)
+		}
+		appFirm[appNo] = r.Envelope.USCC
+	}
+	patents := 0
+	for _, r := range recs {
+		e := r.Envelope
+		key := e.Source + " " + e.RecordID
+		if f, ok := idFirm[key]; ok && f != e.USCC {
+			t.Errorf("%s record id %s used by %s and %s", e.Source, e.RecordID, f, e.USCC)
+		}
+		idFirm[key] = e.USCC
+		switch e.Source {
+		case "patent.bibliographic":
+			var p struct {
+				ApplicationNo string `json:"application_no"`
+			}
+			if err := json.Unmarshal(e.Payload, &p); err != nil {
+				t.Fatalf("%s: %v", e.RecordID, err)
+			}
+			appSeen(r, p.ApplicationNo)
+			patents++
+		case "patent.legal_event":
+			txt, err := connectors.PayloadText(e)
+			if err != nil {
+				t.Fatalf("%s: %v", e.RecordID, err)
+			}
+			appNo, _, _ := strings.Cut(txt, ",")
+			appSeen(r, appNo)
+		}
+	}
+	if patents == 0 {
+		t.Fatal("no patent generated")
+	}
+	t.Logf("%d firms, %d records, %d application numbers", n, len(recs), len(appFirm))
 }
 
 func BenchmarkRegistry_Normalize(b *testing.B) {

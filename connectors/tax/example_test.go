@@ -42,6 +42,26 @@ func ExampleVATReturn() {
 	// sales 12345600.00 payable 722900.00 [unit_wan_yuan]
 }
 
+// An annual corporate income tax filing, amounts in yuan with thousands
+// separators, filed before the May 31 deadline.
+func ExampleCITAnnual() {
+	env := firmbridge.Envelope{RecordID: "STA-CIT-91350100M000100Y43-2023", Source: "tax.cit_annual", SchemaVersion: 1,
+		USCC: "91350100M000100Y43", ObservedAt: time.Date(2024, 5, 22, 2, 0, 0, 0, time.UTC),
+		Payload: []byte(`{"taxpayer_id": "91350100M000100Y43", "tax_year": 2023, "operating_revenue": "52,310,000.00",
+ "total_profit": "3,120,500.00", "tax_payable": "468,075.00", "currency": "CNY", "filed_on": "2024-05-20"}`)}
+	rows, err := tax.CITAnnual{}.Normalize(context.Background(), env, time.Date(2024, 5, 22, 3, 0, 0, 0, time.UTC))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r := rows[0].(tax.CITAnnualRow)
+	fmt.Println(r.Table(), r.USCC, r.TaxYear, "filed", r.FiledOn.Format("2006-01-02"), "late:", r.Late)
+	fmt.Println("revenue", r.OperatingRevenue.StringFixed(2), "profit", r.TotalProfit.StringFixed(2), "payable", r.TaxPayable.StringFixed(2))
+	// Output:
+	// tax_cit_annual 91350100M000100Y43 2023 filed 2024-05-20 late: false
+	// revenue 52310000.00 profit 3120500.00 payable 468075.00
+}
+
 // A tax credit rating with the suffix 级 and a lower-case USCC.
 func ExampleCreditRating() {
 	env := firmbridge.Envelope{RecordID: "STA-NSXY-91350100M000100Y43-2023", Source: "tax.credit_rating", SchemaVersion: 1,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,9 +41,13 @@ type Pipeline struct {
 	Workers         int           // readers in the group; default 1
 	BatchRows       int           // flush at this many rows; default 50000
 	BatchWait       time.Duration // or this long after the first message; default 1s
-	Logger          *slog.Logger
-	Now             func() time.Time
-	Metrics         *Metrics // optional
+	// DecodeWorkers normalize fetched records in parallel, since
+	// normalization, not Kafka or ClickHouse, is the costly step; default
+	// GOMAXPROCS. Results keep the records' order.
+	DecodeWorkers int
+	Logger        *slog.Logger
+	Now           func() time.Time
+	Metrics       *Metrics // optional
 
 	stats Stats
 }
@@ -68,6 +73,9 @@ func (p *Pipeline) defaults() {
 	}
 	if p.BatchWait <= 0 {
 		p.BatchWait = time.Second
+	}
+	if p.DecodeWorkers <= 0 {
+		p.DecodeWorkers = runtime.GOMAXPROCS(0)
 	}
 	if p.Logger == nil {
 		p.Logger = slog.Default()
@@ -108,6 +116,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 type batch struct {
 	msgs    []kafkago.Message
+	pending []kafkago.Message // fetched, not yet decoded
 	rows    []firmbridge.Row
 	dead    []kafkago.Message
 	started time.Time
@@ -181,21 +190,57 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 	}
 }
 
+// decodeChunk is how many fetched records are normalized together.
+const decodeChunk = 1024
+
 func (p *Pipeline) add(ctx context.Context, b *batch, msg kafkago.Message) {
 	b.msgs = append(b.msgs, msg)
+	b.pending = append(b.pending, msg)
 	p.stats.Messages.Add(1)
-	rows, err := p.Decode(ctx, msg, p.Now())
-	if err != nil {
-		var rej *firmbridge.Reject
-		if !errors.As(err, &rej) {
-			// A connector failing in an unforeseen way must not stall the
-			// partition: the record is kept in the dead-letter topic instead.
-			rej = &firmbridge.Reject{Code: "connector_error", Message: err.Error()}
-		}
-		b.dead = append(b.dead, deadLetter(msg, rej, p.Now()))
+	if len(b.pending) >= decodeChunk {
+		p.decodePending(ctx, b)
+	}
+}
+
+// decodePending normalizes the pending records on DecodeWorkers goroutines
+// and appends their rows and dead letters in record order.
+func (p *Pipeline) decodePending(ctx context.Context, b *batch) {
+	n := len(b.pending)
+	if n == 0 {
 		return
 	}
-	b.rows = append(b.rows, rows...)
+	type result struct {
+		rows []firmbridge.Row
+		err  error
+	}
+	results := make([]result, n)
+	now := p.Now()
+	workers := min(p.DecodeWorkers, (n+63)/64)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				results[i].rows, results[i].err = p.Decode(ctx, b.pending[i], now)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err == nil {
+			b.rows = append(b.rows, r.rows...)
+			continue
+		}
+		var rej *firmbridge.Reject
+		if !errors.As(r.err, &rej) {
+			// A connector failing in an unforeseen way must not stall the
+			// partition: the record is kept in the dead-letter topic instead.
+			rej = &firmbridge.Reject{Code: "connector_error", Message: r.err.Error()}
+		}
+		b.dead = append(b.dead, deadLetter(b.pending[i], rej, now))
+	}
+	b.pending = b.pending[:0]
 }
 
 // flush writes dead letters, then rows, then commits the batch's offsets.
@@ -205,6 +250,7 @@ func (p *Pipeline) flush(ctx context.Context, id int, log *slog.Logger, reader *
 	if len(b.msgs) == 0 {
 		return nil
 	}
+	p.decodePending(ctx, b)
 	start := time.Now()
 	if len(b.dead) > 0 {
 		if dlq == nil {

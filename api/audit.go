@@ -37,6 +37,9 @@ func (s *Server) respond(c *gin.Context, ev *firmbridge.AccessEvent, status int,
 	} else {
 		ev.Decision, ev.Reason, ev.Status = firmbridge.DecisionAllow, "", status
 	}
+	if s.Metrics != nil && ev.Decision == firmbridge.DecisionDeny {
+		s.Metrics.Denials.WithLabelValues(ev.Reason).Inc()
+	}
 	if auditErr := s.Audit.Record(c.Request.Context(), ev); auditErr != nil {
 		s.logger().Error("audit log write failed; failing closed", "request_id", ev.RequestID, "err", auditErr)
 		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.EUNAVAILABLE, "audit_unavailable",

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/connectors"
@@ -34,9 +36,12 @@ type Server struct {
 	MaxIngestBytes   int64
 	MaxIngestRecords int
 	// Ready reports whether the dependencies answer; nil means always ready.
-	Ready  func(ctx context.Context) error
-	Logger *slog.Logger
-	Now    func() time.Time
+	Ready func(ctx context.Context) error
+	// Metrics and the registry /metrics serves; both optional.
+	Metrics  *Metrics
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 func (s *Server) now() time.Time {
@@ -59,6 +64,12 @@ func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.Recovery(), s.withRequestID, s.accessLog)
+	if s.Metrics != nil {
+		r.Use(s.Metrics.observe)
+	}
+	if s.Registry != nil {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})))
+	}
 	r.HandleMethodNotAllowed = true
 	r.NoRoute(func(c *gin.Context) {
 		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.ENOTFOUND, "route_not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path))

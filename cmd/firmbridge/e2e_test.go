@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
@@ -93,8 +94,9 @@ func TestThinSlice(t *testing.T) {
 	tokens := &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: key}
 	audit := kafka.NewAuditLog(kcfg, auditTopic)
 	defer audit.Close()
+	reg := prometheus.NewRegistry()
 	srv := httptest.NewServer((&api.Server{Tokens: tokens, Consents: schema.ConsentStore{Store: store},
-		Profiles: schema.ProfileReader{Store: store}, Audit: audit}).Handler())
+		Profiles: schema.ProfileReader{Store: store}, Audit: audit, Metrics: api.NewMetrics(reg), Registry: reg}).Handler())
 	defer srv.Close()
 	bank := mustToken(t, tokens, "bank", testBank)
 	firm := mustToken(t, tokens, "enterprise", testUSCC)
@@ -174,6 +176,18 @@ func TestThinSlice(t *testing.T) {
 		status, _, body := call(t, "GET", srv.URL+"/v1/firms/91350100M000100Y44/profile?purpose=credit_assessment", bank, "")
 		if status != 400 || !strings.Contains(string(body), "invalid_uscc") {
 			t.Errorf("bad check character: %d %s, want 400 invalid_uscc", status, body)
+		}
+	})
+
+	t.Run("metrics count requests and denials by reason", func(t *testing.T) {
+		_, _, body := call(t, "GET", srv.URL+"/metrics", "", "")
+		for _, want := range []string{
+			`firmbridge_api_access_denied_total{reason="consent_revoked"} 1`,
+			`firmbridge_api_requests_total{method="GET",route="/v1/firms/:uscc/profile",status="200"} 1`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
 		}
 	})
 

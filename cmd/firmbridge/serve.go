@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/connectors/all"
@@ -40,7 +43,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	promRegistry := prometheus.NewRegistry()
+	promRegistry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := &api.Server{
+		Metrics:    api.NewMetrics(promRegistry),
+		Registry:   promRegistry,
 		Tokens:     &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
 		Consents:   schema.ConsentStore{Store: store},
 		Profiles:   schema.ProfileReader{Store: store},

@@ -365,7 +365,15 @@ func privateClickHouse(t *testing.T) (func(action string), string) {
 		t.Fatal(err)
 	}
 	home, tcp := t.TempDir(), freePort(t)
-	env := append(os.Environ(), "FIRMBRIDGE_HOME="+home, "FIRMBRIDGE_CH_TCP_PORT="+tcp, "FIRMBRIDGE_CH_HTTP_PORT="+freePort(t))
+	// None of the shared instance's settings (deploy/local/test.sh exports
+	// its folders and ports) may leak into the private one.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FIRMBRIDGE_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "FIRMBRIDGE_HOME="+home, "FIRMBRIDGE_CH_TCP_PORT="+tcp, "FIRMBRIDGE_CH_HTTP_PORT="+freePort(t))
 	run := func(action string) {
 		t.Helper()
 		cmd := exec.Command(script, action)

@@ -1,0 +1,493 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/schollz/progressbar/v3"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/ingest"
+	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
+)
+
+// benchResult is one line of the table.
+type benchResult struct {
+	measure  string
+	records  int64
+	rows     int64 // 0: not counted
+	duration time.Duration
+	baseline bool // a baseline the ratios are taken against
+	info     bool // shown for context, without a ratio
+}
+
+func (r benchResult) perSecond(n int64) float64 {
+	if r.duration <= 0 {
+		return 0
+	}
+	return float64(n) / r.duration.Seconds()
+}
+
+// benchTopics are the scratch raw topics, one per domain with records.
+type benchTopics struct {
+	domains []string          // in firmbridge.Domains order
+	raw     map[string]string // domain → raw topic
+	dlq     map[string]string // domain → dead-letter topic
+	end     map[string][]int64
+}
+
+// produceCorpus publishes the corpus to the raw topics, one writer per
+// topic, with a progress bar, and returns how long it took.
+func produceCorpus(ctx context.Context, kcfg kafka.Config, topics *benchTopics, c *benchCorpus, bar *progressbar.ProgressBar) (time.Duration, error) {
+	const chunk = 10000
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(topics.domains))
+	for i, d := range topics.domains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := kafka.NewWriter(kcfg, topics.raw[d])
+			w.BatchSize = 2000
+			w.BatchTimeout = 20 * time.Millisecond
+			defer w.Close()
+			msgs := make([]kafkago.Message, 0, chunk)
+			flush := func() error {
+				if err := w.WriteMessages(ctx, msgs...); err != nil {
+					return fmt.Errorf("bench: produce to %s: %w", topics.raw[d], err)
+				}
+				_ = bar.Add(len(msgs))
+				msgs = msgs[:0]
+				return nil
+			}
+			for _, m := range c.msgs {
+				if m.domain != d {
+					continue
+				}
+				msgs = append(msgs, kafkago.Message{Key: m.key, Value: m.value})
+				if len(msgs) == chunk {
+					if errs[i] = flush(); errs[i] != nil {
+						return
+					}
+				}
+			}
+			if len(msgs) > 0 {
+				errs[i] = flush()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	_ = bar.Finish()
+	return took, errors.Join(errs...)
+}
+
+// endOffsets reads the end offset of every partition of the raw topics and
+// checks that they hold exactly the records produced.
+func endOffsets(ctx context.Context, client *kafkago.Client, partitions int, topics *benchTopics, c *benchCorpus) error {
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
+	for _, d := range topics.domains {
+		for p := range partitions {
+			req.Topics[topics.raw[d]] = append(req.Topics[topics.raw[d]], kafkago.LastOffsetOf(p))
+		}
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return fmt.Errorf("bench: list offsets: %w", err)
+	}
+	topics.end = map[string][]int64{}
+	for _, d := range topics.domains {
+		t := topics.raw[d]
+		ends := make([]int64, partitions)
+		var sum int64
+		for _, po := range resp.Topics[t] {
+			if po.Error != nil {
+				return fmt.Errorf("bench: list offsets of %s/%d: %w", t, po.Partition, po.Error)
+			}
+			ends[po.Partition] = po.LastOffset
+			sum += po.LastOffset
+		}
+		if sum != int64(c.byDomain[d]) {
+			return fmt.Errorf("bench: %s holds %d records, %d were produced", t, sum, c.byDomain[d])
+		}
+		topics.end[d] = ends
+	}
+	return nil
+}
+
+// benchExpect is what normalizing the corpus yields, per domain.
+type benchExpect struct {
+	rows, rejects map[string]int64
+}
+
+// normalizeCorpus decodes and normalizes every record as the pipeline does
+// (ingest.EnvelopeDecoder), in one goroutine, and counts the outcome.
+func normalizeCorpus(ctx context.Context, decode ingest.Decoder, c *benchCorpus) (benchResult, benchExpect, error) {
+	exp := benchExpect{rows: map[string]int64{}, rejects: map[string]int64{}}
+	now := time.Now()
+	var rows int64
+	start := time.Now()
+	for _, m := range c.msgs {
+		out, err := decode(ctx, kafkago.Message{Key: m.key, Value: m.value}, now)
+		if err != nil {
+			var rej *firmbridge.Reject
+			if !errors.As(err, &rej) {
+				return benchResult{}, exp, fmt.Errorf("bench: normalize: %w", err)
+			}
+			exp.rejects[m.domain]++
+			continue
+		}
+		exp.rows[m.domain] += int64(len(out))
+		rows += int64(len(out))
+	}
+	took := time.Since(start)
+	return benchResult{measure: "normalize only (decode + connectors, 1 goroutine)", records: int64(len(c.msgs)), rows: rows, duration: took, info: true}, exp, nil
+}
+
+// firstAndLast times a run from its first record to its last: the time
+// consumer groups take to join is reported apart, not counted.
+type firstAndLast struct {
+	begin time.Time
+	first atomic.Int64 // unix nanoseconds of the first record
+}
+
+func (f *firstAndLast) mark() {
+	if f.first.Load() == 0 {
+		f.first.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+func (f *firstAndLast) times(end time.Time) (join, run time.Duration) {
+	first := time.Unix(0, f.first.Load())
+	return first.Sub(f.begin), end.Sub(first)
+}
+
+// benchReaderConfig is the reader configuration of ingest.Pipeline, so that
+// the bare consumer reads the way the pipeline does.
+func benchReaderConfig(brokers []string, group, topic string) kafkago.ReaderConfig {
+	return kafkago.ReaderConfig{
+		Brokers: brokers, GroupID: group, Topic: topic,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond,
+		StartOffset: kafkago.FirstOffset, CommitInterval: 0, QueueCapacity: 1000,
+	}
+}
+
+// consumeBare reads every raw topic to its end with consumer-group readers
+// configured like the pipeline's (workers per topic), doing nothing with the
+// records and committing nothing. A record read twice after a rebalance
+// counts once: progress is each partition's highest offset.
+func consumeBare(ctx context.Context, brokers []string, groupPrefix string, workers int, topics *benchTopics, total int64, timeout time.Duration) (benchResult, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var progress atomic.Int64
+	done := make(chan struct{})
+	var once sync.Once
+	clock := &firstAndLast{begin: time.Now()}
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	for _, d := range topics.domains {
+		high := make([]atomic.Int64, len(topics.end[d])) // next offset per partition
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := kafkago.NewReader(benchReaderConfig(brokers, groupPrefix+d, topics.raw[d]))
+				defer r.Close()
+				for {
+					msg, err := r.FetchMessage(ctx)
+					if err != nil {
+						if ctx.Err() == nil {
+							errMu.Lock()
+							firstErr = errors.Join(firstErr, err)
+							errMu.Unlock()
+							cancel()
+						}
+						return
+					}
+					clock.mark()
+					h := &high[msg.Partition]
+					for {
+						cur := h.Load()
+						if msg.Offset < cur {
+							break
+						}
+						if h.CompareAndSwap(cur, msg.Offset+1) {
+							if progress.Add(msg.Offset+1-cur) == total {
+								once.Do(func() { close(done) })
+							}
+							break
+						}
+					}
+				}
+			}()
+		}
+	}
+	var end time.Time
+	select {
+	case <-done:
+		end = time.Now()
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	if end.IsZero() {
+		if firstErr != nil {
+			return benchResult{}, 0, fmt.Errorf("bench: bare consume: %w", firstErr)
+		}
+		return benchResult{}, 0, fmt.Errorf("bench: bare consume read %d of %d records in %s", progress.Load(), total, timeout)
+	}
+	join, run := clock.times(end)
+	return benchResult{measure: "baseline A: bare kafka-go consume", records: total, duration: run, baseline: true}, join, nil
+}
+
+// benchE2E is what the end-to-end run saw.
+type benchE2E struct {
+	result               benchResult
+	join                 time.Duration
+	messages, rows, dead int64
+	batches, retries     int64
+}
+
+// runPipelines runs one ingest.Pipeline per raw topic into the store until
+// the pipelines' counters say every record is stored or dead-lettered and
+// the consumer groups' committed offsets reach the end of every partition.
+func runPipelines(ctx context.Context, brokers []string, groupPrefix string, topics *benchTopics, exp benchExpect, decode ingest.Decoder,
+	sink ingest.Sink, workers, batchRows int, batchWait, timeout time.Duration, logger *slog.Logger, client *kafkago.Client, total int64) (benchE2E, error) {
+	var out benchE2E
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var pipes []*ingest.Pipeline
+	for _, d := range topics.domains {
+		pipes = append(pipes, &ingest.Pipeline{
+			Brokers: brokers, Topic: topics.raw[d], GroupID: groupPrefix + d, DeadLetterTopic: topics.dlq[d],
+			Decode: decode, Sink: sink, Workers: workers, BatchRows: batchRows, BatchWait: batchWait, Logger: logger,
+		})
+	}
+	clock := &firstAndLast{begin: time.Now()}
+	var wg sync.WaitGroup
+	errs := make([]error, len(pipes))
+	for i, p := range pipes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Run(runCtx)
+			if errs[i] != nil {
+				stop()
+			}
+		}()
+	}
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	counted := func() bool {
+		complete := true
+		var messages int64
+		for i, d := range topics.domains {
+			s := pipes[i].Stats()
+			messages += s.Messages.Load()
+			if s.Rows.Load() < exp.rows[d] || s.DeadLetters.Load() < exp.rejects[d] {
+				complete = false
+			}
+		}
+		if messages > 0 {
+			clock.mark()
+		}
+		return complete
+	}
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	var end time.Time
+	for end.IsZero() {
+		select {
+		case <-runCtx.Done():
+			stop()
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				return out, fmt.Errorf("bench: pipeline: %w", err)
+			}
+			return out, ctx.Err()
+		case <-tick.C:
+		}
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("bench: the pipelines did not store every record within %s", timeout)
+		}
+		if !counted() {
+			continue
+		}
+		at := time.Now()
+		ok, err := committedToEnd(runCtx, client, groupPrefix, topics)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			end = at
+		}
+	}
+	stop()
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return out, fmt.Errorf("bench: pipeline: %w", err)
+	}
+	out.join, out.result.duration = clock.times(end)
+	for _, p := range pipes {
+		s := p.Stats()
+		out.messages += s.Messages.Load()
+		out.rows += s.Rows.Load()
+		out.dead += s.DeadLetters.Load()
+		out.batches += s.Batches.Load()
+		out.retries += s.Retries.Load()
+	}
+	out.result.measure = "end-to-end: ingest.Pipeline (Kafka → normalize → ClickHouse)"
+	out.result.records = total
+	out.result.rows = out.rows
+	return out, nil
+}
+
+// committedToEnd says whether every consumer group committed every
+// partition of its topic up to the partition's end: offsets move only
+// after ClickHouse and the dead-letter topic hold the records before them.
+func committedToEnd(ctx context.Context, client *kafkago.Client, groupPrefix string, topics *benchTopics) (bool, error) {
+	for _, d := range topics.domains {
+		parts := make([]int, len(topics.end[d]))
+		for i := range parts {
+			parts[i] = i
+		}
+		resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: groupPrefix + d, Topics: map[string][]int{topics.raw[d]: parts}})
+		if err != nil {
+			return false, fmt.Errorf("bench: fetch committed offsets: %w", err)
+		}
+		if resp.Error != nil {
+			return false, fmt.Errorf("bench: fetch committed offsets: %w", resp.Error)
+		}
+		for _, p := range resp.Topics[topics.raw[d]] {
+			if p.CommittedOffset < topics.end[d][p.Partition] {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// insertBare writes the corpus's rows with clickhouse-go alone: per batch,
+// one PrepareBatch (explicit columns) per table, Append, Send — what
+// schema.Store.InsertRows does, without the pipeline around it. Batches are
+// cut as the pipeline cuts them (a record's rows never split; a batch
+// closes at batchRows rows or more), one stream of batches per domain and
+// worker, as the pipelines run. To bound memory it goes in rounds: one batch
+// per stream is normalized with the clock stopped, then the round's batches
+// are inserted concurrently with the clock running.
+func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c *benchCorpus, batchRows, workers int) (benchResult, error) {
+	type stream struct {
+		domain string
+		next   *int // the domain's cursor in c.msgs, shared by its workers
+	}
+	var streams []stream
+	for _, d := range firmbridge.Domains {
+		cursor := new(int)
+		for range workers {
+			streams = append(streams, stream{d, cursor})
+		}
+	}
+	now := time.Now()
+	var took time.Duration
+	var records, rows int64
+	for {
+		round := make([][]firmbridge.Row, len(streams))
+		empty := true
+		for i, s := range streams {
+			for ; *s.next < len(c.msgs) && len(round[i]) < batchRows; *s.next++ {
+				m := c.msgs[*s.next]
+				if m.domain != s.domain {
+					continue
+				}
+				out, err := decode(ctx, kafkago.Message{Key: m.key, Value: m.value}, now)
+				if err != nil {
+					continue // a reject has no rows
+				}
+				round[i] = append(round[i], out...)
+				records++
+			}
+			rows += int64(len(round[i]))
+			empty = empty && len(round[i]) == 0
+		}
+		if empty {
+			break
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, len(round))
+		for i, batch := range round {
+			if len(batch) == 0 {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = insertRowsBare(ctx, conn, batch)
+			}()
+		}
+		wg.Wait()
+		took += time.Since(start)
+		if err := errors.Join(errs...); err != nil {
+			return benchResult{}, fmt.Errorf("bench: bare insert: %w", err)
+		}
+	}
+	return benchResult{measure: "baseline B: bare clickhouse-go insert", records: records, rows: rows, duration: took, baseline: true}, nil
+}
+
+func insertRowsBare(ctx context.Context, conn driver.Conn, rows []firmbridge.Row) error {
+	var order []string
+	groups := map[string][]firmbridge.Row{}
+	for _, r := range rows {
+		key := r.Table() + " (" + strings.Join(r.Columns(), ", ") + ")"
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], r)
+	}
+	for _, key := range order {
+		b, err := conn.PrepareBatch(ctx, "INSERT INTO "+key)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", key, err)
+		}
+		for _, r := range groups[key] {
+			if err := b.Append(r.Values()...); err != nil {
+				_ = b.Abort()
+				return fmt.Errorf("append to %s: %w", key, err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("send %d rows to %s: %w", len(groups[key]), key, err)
+		}
+	}
+	return nil
+}
+
+// waitForMerges waits, up to limit, until ClickHouse runs no merges, so
+// that one measure does not pay for the previous one's background work.
+func waitForMerges(ctx context.Context, store *schema.Store, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		var n uint64
+		if err := store.Conn().QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&n); err != nil || n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -64,7 +64,7 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
-// Domain returns the data domain of a source name: "tax.vat_return" → "tax",
+// SourceDomain returns the data domain of a source name: "tax.vat_return" → "tax",
 // "ops.water" → "operations".
 func SourceDomain(source string) string {
 	prefix, _, _ := strings.Cut(source, ".")

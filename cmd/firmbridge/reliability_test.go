@@ -355,16 +355,16 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// privateClickHouse starts a ClickHouse of the test's own with
-// deploy/local/clickhouse.sh, so that stopping it disturbs no other test.
-// It returns the script runner and the native address.
-func privateClickHouse(t *testing.T) (func(action string), string) {
+// privateService starts a ClickHouse or Kafka of the test's own with a
+// deploy/local script, so that stopping it disturbs no other test. It
+// returns the script runner; ports maps the script's port variables to
+// the ports chosen.
+func privateService(t *testing.T, script string, ports ...string) (func(action string), map[string]string) {
 	t.Helper()
-	script, err := filepath.Abs("../../deploy/local/clickhouse.sh")
+	path, err := filepath.Abs("../../deploy/local/" + script)
 	if err != nil {
 		t.Fatal(err)
 	}
-	home, tcp := t.TempDir(), freePort(t)
 	// None of the shared instance's settings (deploy/local/test.sh exports
 	// its folders and ports) may leak into the private one.
 	var env []string
@@ -373,18 +373,31 @@ func privateClickHouse(t *testing.T) (func(action string), string) {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "FIRMBRIDGE_HOME="+home, "FIRMBRIDGE_CH_TCP_PORT="+tcp, "FIRMBRIDGE_CH_HTTP_PORT="+freePort(t))
+	chosen := map[string]string{}
+	env = append(env, "FIRMBRIDGE_HOME="+t.TempDir())
+	for _, name := range ports {
+		chosen[name] = freePort(t)
+		env = append(env, name+"="+chosen[name])
+	}
 	run := func(action string) {
 		t.Helper()
-		cmd := exec.Command(script, action)
+		cmd := exec.Command(path, action)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("clickhouse.sh %s: %v\n%s", action, err, out)
+			t.Fatalf("%s %s: %v\n%s", script, action, err, out)
 		}
 	}
 	run("start")
 	t.Cleanup(func() { run("stop") })
-	return run, "127.0.0.1:" + tcp
+	return run, chosen
+}
+
+// privateClickHouse starts a ClickHouse of the test's own and returns the
+// script runner and its native address.
+func privateClickHouse(t *testing.T) (func(action string), string) {
+	t.Helper()
+	run, ports := privateService(t, "clickhouse.sh", "FIRMBRIDGE_CH_TCP_PORT", "FIRMBRIDGE_CH_HTTP_PORT")
+	return run, "127.0.0.1:" + ports["FIRMBRIDGE_CH_TCP_PORT"]
 }
 
 // TestIngest_ClickHouseOutage: ClickHouse stops for about 10 s mid-stream
@@ -448,6 +461,62 @@ func TestIngest_ClickHouseOutage(t *testing.T) {
 	if retries == 0 {
 		t.Error("no insert was retried: the outage was not exercised")
 	}
+	if n := deadLetters(t, kcfg); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+// TestIngest_KafkaOutage: the broker stops for about 10 s mid-stream and
+// comes back; the pipelines reconnect, and nothing is lost or doubled.
+func TestIngest_KafkaOutage(t *testing.T) {
+	kafkaSvc, ports := privateService(t, "kafka.sh", "FIRMBRIDGE_KAFKA_PORT", "FIRMBRIDGE_KAFKA_CONTROLLER_PORT")
+	store := testenv.Store(t)
+	kcfg := kafka.Config{Brokers: []string{"127.0.0.1:" + ports["FIRMBRIDGE_KAFKA_PORT"]}, Partitions: 2, TopicPrefix: "outage."}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, kcfg, kcfg.PlatformTopics()...); err != nil {
+		t.Fatal(err)
+	}
+	recs := streamRecords(t, 17, 60000, 0)
+	e := expect(t, recs)
+	publish(t, kcfg, recs)
+	reg, err := all.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, len(firmbridge.Domains))
+	var pipelines []*ingest.Pipeline
+	for _, d := range firmbridge.Domains {
+		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-outage-" + d,
+			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
+			BatchRows: 2000, BatchWait: 200 * time.Millisecond}
+		pipelines = append(pipelines, p)
+		go func() { done <- p.Run(runCtx) }()
+	}
+	rows := func() (n int64) {
+		for _, p := range pipelines {
+			n += p.Stats().Rows.Load()
+		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for rows() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	kafkaSvc("stop")
+	atStop := rows()
+	time.Sleep(10 * time.Second)
+	kafkaSvc("start")
+	waitStored(t, store, e, 3*time.Minute)
+	stop()
+	for range pipelines {
+		if err := <-done; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+	}
+	checkStored(t, store, e)
+	t.Logf("rows stored before the broker stopped: %d of %d records", atStop, len(recs))
 	if n := deadLetters(t, kcfg); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}

@@ -18,6 +18,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/kafka"
 )
 
 // Sink stores canonical rows. It returns only after every row is stored.
@@ -94,11 +95,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	var dlq *kafkago.Writer
 	if p.DeadLetterTopic != "" {
-		dlq = &kafkago.Writer{
-			Addr: kafkago.TCP(p.Brokers...), Topic: p.DeadLetterTopic, Balancer: &kafkago.Hash{},
-			RequiredAcks: kafkago.RequireAll, BatchTimeout: 2 * time.Millisecond, MaxAttempts: 5,
-			Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second}, // fresh metadata, not the shared cache
-		}
+		dlq = kafka.NewWriter(kafka.Config{Brokers: p.Brokers}, p.DeadLetterTopic)
+		dlq.MaxAttempts = 5
 		defer dlq.Close()
 	}
 	var wg sync.WaitGroup

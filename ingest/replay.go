@@ -11,6 +11,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/firmbridge/firmbridge/kafka"
 )
 
 // Replay re-feeds dead letters of one source to its raw topic, typically
@@ -81,9 +83,8 @@ func (r *Replay) Run(ctx context.Context) (ReplayStats, error) {
 	for _, p := range committed.Topics[r.DeadLetterTopic] {
 		start[p.Partition] = p.CommittedOffset
 	}
-	writer := &kafkago.Writer{Addr: kafkago.TCP(r.Brokers...), Topic: r.RawTopic, Balancer: &kafkago.Hash{},
-		RequiredAcks: kafkago.RequireAll, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 5,
-		Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second}}
+	writer := kafka.NewWriter(kafka.Config{Brokers: r.Brokers}, r.RawTopic)
+	writer.MaxAttempts = 5
 	defer writer.Close()
 
 	for _, po := range ends.Topics[r.DeadLetterTopic] {

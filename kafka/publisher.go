@@ -26,9 +26,8 @@ const (
 // (raw.<domain>.v1, with the config's prefix) and returns only after every
 // in-sync replica has them.
 type RawPublisher struct {
-	cfg       Config
-	writer    *kafkago.Writer
-	transport *kafkago.Transport
+	cfg    Config
+	writer *kafkago.Writer
 	// Timeout bounds one batch write. The write is not cut short when the
 	// client hangs up, so that its outcome does not depend on the client.
 	Timeout time.Duration
@@ -37,15 +36,10 @@ type RawPublisher struct {
 var _ firmbridge.RawPublisher = (*RawPublisher)(nil)
 
 // NewRawPublisher returns a publisher for the raw topics of cfg. One
-// writer serves every domain: each message names its topic. The writer has
-// a transport of its own rather than kafka-go's shared default one, whose
-// cached metadata (up to 6 s old) would not know topics created after it
-// was first used in the process.
+// writer serves every domain: each message names its topic.
 func NewRawPublisher(cfg Config) *RawPublisher {
-	t := &kafkago.Transport{}
 	w := NewWriter(cfg, "")
-	w.Transport = t
-	return &RawPublisher{cfg: cfg, writer: w, transport: t, Timeout: 30 * time.Second}
+	return &RawPublisher{cfg: cfg, writer: w, Timeout: 30 * time.Second}
 }
 
 // PublishRaw implements firmbridge.RawPublisher: one WriteMessages call for
@@ -102,6 +96,8 @@ func (p *RawPublisher) PublishRaw(ctx context.Context, domain string, envs []fir
 // Close flushes and closes the writer and its connections.
 func (p *RawPublisher) Close() error {
 	err := p.writer.Close()
-	p.transport.CloseIdleConnections()
+	if t, ok := p.writer.Transport.(*kafkago.Transport); ok {
+		t.CloseIdleConnections()
+	}
 	return err
 }

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
-
-	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/api"
@@ -52,34 +49,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stdout, "wrote %d provider files to %s\n", len(files), *filesDir)
 	}
-	perTopic := map[string][]kafkago.Message{}
 	vatRecords := map[string]bool{}
 	for _, env := range envelopes {
-		body, err := json.Marshal(env)
-		if err != nil {
-			return fmt.Errorf("encode envelope %s: %w", env.RecordID, err)
-		}
-		topic := cfg.kafka().Topic(firmbridge.RawTopic(firmbridge.SourceDomain(env.Source)))
-		perTopic[topic] = append(perTopic[topic], kafkago.Message{Key: []byte(env.USCC), Value: body})
 		if env.Source == "tax.vat_return" {
 			vatRecords[env.RecordID] = true
 		}
 	}
+	counts, err := publishEnvelopes(ctx, cfg.kafka(), envelopes, firmbridge.RawOrigin{Org: "firmbridge-demo"})
+	if err != nil {
+		return err
+	}
 	for _, d := range firmbridge.Domains {
-		topic := cfg.kafka().Topic(firmbridge.RawTopic(d))
-		w := kafka.NewWriter(cfg.kafka(), topic)
-		w.BatchTimeout = 20 * time.Millisecond
-		msgs := perTopic[topic]
-		for start := 0; start < len(msgs); start += 5000 {
-			if err := w.WriteMessages(ctx, msgs[start:min(start+5000, len(msgs))]...); err != nil {
-				w.Close()
-				return fmt.Errorf("publish demo data to %s: %w", topic, err)
-			}
-		}
-		if err := w.Close(); err != nil {
-			return fmt.Errorf("publish demo data to %s: %w", topic, err)
-		}
-		fmt.Fprintf(stdout, "published %6d records to %s\n", len(msgs), topic)
+		fmt.Fprintf(stdout, "published %6d records to %s\n", counts[d], cfg.kafka().Topic(firmbridge.RawTopic(d)))
 	}
 
 	granted, err := grantDemoConsents(ctx, schema.ConsentStore{Store: store}, firms)
@@ -181,4 +162,27 @@ func waitForVAT(ctx context.Context, store *schema.Store, want int, wait time.Du
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// publishEnvelopes writes envelopes to the raw topics of their domains, in
+// chunks, through the same publisher providers' pushes use. It returns how
+// many went to each domain.
+func publishEnvelopes(ctx context.Context, kcfg kafka.Config, envs []firmbridge.Envelope, origin firmbridge.RawOrigin) (map[string]int, error) {
+	byDomain := map[string][]firmbridge.Envelope{}
+	for _, env := range envs {
+		d := firmbridge.SourceDomain(env.Source)
+		byDomain[d] = append(byDomain[d], env)
+	}
+	pub := kafka.NewRawPublisher(kcfg)
+	defer pub.Close()
+	counts := map[string]int{}
+	for d, list := range byDomain {
+		for start := 0; start < len(list); start += 5000 {
+			if err := pub.PublishRaw(ctx, d, list[start:min(start+5000, len(list))], origin); err != nil {
+				return counts, err
+			}
+		}
+		counts[d] = len(list)
+	}
+	return counts, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -157,25 +156,12 @@ func waitStored(t *testing.T, store *schema.Store, e expectation, bound time.Dur
 // publish writes records to the prefixed raw topics, keyed by USCC.
 func publish(t *testing.T, kcfg kafka.Config, recs []synth.Record) {
 	t.Helper()
-	perTopic := map[string][]kafkago.Message{}
-	for _, r := range recs {
-		body, err := json.Marshal(r.Envelope)
-		if err != nil {
-			t.Fatal(err)
-		}
-		topic := kcfg.Topic(firmbridge.RawTopic(firmbridge.SourceDomain(r.Envelope.Source)))
-		perTopic[topic] = append(perTopic[topic], kafkago.Message{Key: []byte(r.Envelope.USCC), Value: body})
+	envs := make([]firmbridge.Envelope, len(recs))
+	for i, r := range recs {
+		envs[i] = r.Envelope
 	}
-	for topic, msgs := range perTopic {
-		w := kafka.NewWriter(kcfg, topic)
-		w.BatchTimeout = 10 * time.Millisecond
-		w.BatchSize = 5000
-		for start := 0; start < len(msgs); start += 20000 {
-			if err := w.WriteMessages(context.Background(), msgs[start:min(start+20000, len(msgs))]...); err != nil {
-				t.Fatal(err)
-			}
-		}
-		w.Close()
+	if _, err := publishEnvelopes(context.Background(), kcfg, envs, firmbridge.RawOrigin{Org: "test"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -215,6 +201,67 @@ func deadLetters(t *testing.T, kcfg kafka.Config) int64 {
 	return total
 }
 
+// runningPipelines are one ingest pipeline per domain, running until stop.
+type runningPipelines struct {
+	list   []*ingest.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startPipelines runs a pipeline per domain from the prefixed raw topics
+// into store, with the real connectors.
+func startPipelines(t *testing.T, kcfg kafka.Config, store ingest.Sink, batchRows int, batchWait time.Duration) *runningPipelines {
+	t.Helper()
+	reg, err := all.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningPipelines{cancel: cancel, done: make(chan error, len(firmbridge.Domains))}
+	for _, d := range firmbridge.Domains {
+		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-" + kcfg.TopicPrefix + d,
+			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
+			BatchRows: batchRows, BatchWait: batchWait}
+		r.list = append(r.list, p)
+		go func() { r.done <- p.Run(ctx) }()
+	}
+	return r
+}
+
+// rows counts the rows the pipelines stored.
+func (r *runningPipelines) rows() (n int64) {
+	for _, p := range r.list {
+		n += p.Stats().Rows.Load()
+	}
+	return n
+}
+
+// waitFirstRows waits, at most a minute, until some rows were stored.
+func (r *runningPipelines) waitFirstRows() {
+	deadline := time.Now().Add(time.Minute)
+	for r.rows() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the pipelines, fails the test on their errors, and returns the
+// records they consumed, dead-lettered and the retries they made.
+func (r *runningPipelines) stop(t *testing.T) (messages, deadLetters, retries int64) {
+	t.Helper()
+	r.cancel()
+	for range r.list {
+		if err := <-r.done; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+	}
+	for _, p := range r.list {
+		messages += p.Stats().Messages.Load()
+		deadLetters += p.Stats().DeadLetters.Load()
+		retries += p.Stats().Retries.Load()
+	}
+	return messages, deadLetters, retries
+}
+
 // TestIngest_MalformedRecords: with 5% malformed records, records in =
 // records stored + dead letters, exactly.
 func TestIngest_MalformedRecords(t *testing.T) {
@@ -226,34 +273,13 @@ func TestIngest_MalformedRecords(t *testing.T) {
 		t.Fatalf("generator made %d malformed records of %d, want about 5%%", e.rejects, len(recs))
 	}
 	publish(t, kcfg, recs)
-	reg, err := all.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, len(firmbridge.Domains))
-	var pipelines []*ingest.Pipeline
-	for _, d := range firmbridge.Domains {
-		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-" + kcfg.TopicPrefix + d,
-			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
-			BatchRows: 5000, BatchWait: 300 * time.Millisecond}
-		pipelines = append(pipelines, p)
-		go func() { done <- p.Run(ctx) }()
-	}
+	pipelines := startPipelines(t, kcfg, store, 5000, 300*time.Millisecond)
 	waitStored(t, store, e, 2*time.Minute)
 	deadline := time.Now().Add(30 * time.Second)
 	for deadLetters(t, kcfg) < int64(e.rejects) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	stop()
-	var in, dead int64
-	for _, p := range pipelines {
-		if err := <-done; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-		in += p.Stats().Messages.Load()
-		dead += p.Stats().DeadLetters.Load()
-	}
+	in, dead, _ := pipelines.stop(t)
 	checkStored(t, store, e)
 	if got := deadLetters(t, kcfg); got != int64(e.rejects) || dead != got {
 		t.Errorf("dead-letter topics hold %d, pipelines dead-lettered %d; want %d", got, dead, e.rejects)
@@ -418,44 +444,15 @@ func TestIngest_ClickHouseOutage(t *testing.T) {
 	recs := streamRecords(t, 13, 60000, 0)
 	e := expect(t, recs)
 	publish(t, kcfg, recs)
-	reg, err := all.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, len(firmbridge.Domains))
-	var pipelines []*ingest.Pipeline
-	for _, d := range firmbridge.Domains {
-		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-" + kcfg.TopicPrefix + d,
-			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
-			BatchRows: 2000, BatchWait: 200 * time.Millisecond}
-		pipelines = append(pipelines, p)
-		go func() { done <- p.Run(runCtx) }()
-	}
-	rows := func() (n int64) {
-		for _, p := range pipelines {
-			n += p.Stats().Rows.Load()
-		}
-		return n
-	}
-	deadline := time.Now().Add(time.Minute)
-	for rows() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	pipelines := startPipelines(t, kcfg, store, 2000, 200*time.Millisecond)
+	pipelines.waitFirstRows()
 	clickhouse("stop")
-	atStop := rows()
+	atStop := pipelines.rows()
 	time.Sleep(10 * time.Second)
-	duringOutage := rows() - atStop
+	duringOutage := pipelines.rows() - atStop
 	clickhouse("start")
 	waitStored(t, store, e, 2*time.Minute)
-	stop()
-	var retries int64
-	for _, p := range pipelines {
-		if err := <-done; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-		retries += p.Stats().Retries.Load()
-	}
+	_, _, retries := pipelines.stop(t)
 	checkStored(t, store, e)
 	t.Logf("rows stored before the outage %d, during it %d; retries %d", atStop, duringOutage, retries)
 	if retries == 0 {
@@ -480,41 +477,14 @@ func TestIngest_KafkaOutage(t *testing.T) {
 	recs := streamRecords(t, 17, 60000, 0)
 	e := expect(t, recs)
 	publish(t, kcfg, recs)
-	reg, err := all.Registry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, len(firmbridge.Domains))
-	var pipelines []*ingest.Pipeline
-	for _, d := range firmbridge.Domains {
-		p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: "g-outage-" + d,
-			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(reg), Sink: store,
-			BatchRows: 2000, BatchWait: 200 * time.Millisecond}
-		pipelines = append(pipelines, p)
-		go func() { done <- p.Run(runCtx) }()
-	}
-	rows := func() (n int64) {
-		for _, p := range pipelines {
-			n += p.Stats().Rows.Load()
-		}
-		return n
-	}
-	deadline := time.Now().Add(time.Minute)
-	for rows() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	pipelines := startPipelines(t, kcfg, store, 2000, 200*time.Millisecond)
+	pipelines.waitFirstRows()
 	kafkaSvc("stop")
-	atStop := rows()
+	atStop := pipelines.rows()
 	time.Sleep(10 * time.Second)
 	kafkaSvc("start")
 	waitStored(t, store, e, 3*time.Minute)
-	stop()
-	for range pipelines {
-		if err := <-done; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-	}
+	pipelines.stop(t)
 	checkStored(t, store, e)
 	t.Logf("rows stored before the broker stopped: %d of %d records", atStop, len(recs))
 	if n := deadLetters(t, kcfg); n != 0 {

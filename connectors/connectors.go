@@ -87,6 +87,16 @@ func (r *Registry) Normalize(ctx context.Context, env firmbridge.Envelope, inges
 	return c.Normalize(ctx, env, ingestedAt)
 }
 
+// NormalizeJSON decodes a raw envelope (see DecodeEnvelope) and normalizes
+// it. A message that is not a JSON envelope is a RejectInvalidEnvelope.
+func (r *Registry) NormalizeJSON(ctx context.Context, envelope []byte, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	env, err := DecodeEnvelope(envelope)
+	if err != nil {
+		return nil, err
+	}
+	return r.Normalize(ctx, env, ingestedAt)
+}
+
 func unknownVersion(c firmbridge.Connector, v firmbridge.SchemaVersion) *firmbridge.Reject {
 	var vs []string
 	for _, s := range c.SchemaVersions() {

@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/csv"
@@ -8,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
@@ -40,9 +43,11 @@ func PayloadText(env firmbridge.Envelope) (string, error) {
 		}
 		return string(raw), nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload", Message: "payload is not a valid JSON string"}
+	s, ok := plainJSONString(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload", Message: "payload is not a valid JSON string"}
+		}
 	}
 	switch enc {
 	case "":
@@ -59,6 +64,25 @@ func PayloadText(env firmbridge.Envelope) (string, error) {
 		}
 	}
 	return DecodeCharset(b, env.Charset)
+}
+
+// plainJSONString returns the text of a JSON string literal without
+// escapes, control bytes or invalid UTF-8, whose text is its bytes; other
+// literals are for encoding/json.
+func plainJSONString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
 }
 
 // DecodeCharset decodes b from the named character set to UTF-8 (see
@@ -100,21 +124,82 @@ func EncodeGB18030(s string) ([]byte, error) {
 // Fields is one provider record as named values, whatever its format. Names
 // are matched after Fold and lower-casing, so "USCC", "ｕｓｃｃ" and " uscc "
 // are the same field. Values are raw strings as sent (numbers in a JSON
-// object keep their literal text; null is the empty string).
+// object keep their literal text; null is the empty string). A record has
+// a dozen fields or so: a slice searched in order beats a map per record.
 type Fields struct {
-	values map[string]string
-	raw    map[string]json.RawMessage
-	order  []string
+	fields []field
 }
 
-func fieldKey(name string) string { return strings.ToLower(Fold(name)) }
+type field struct {
+	key   string // fieldKey(name)
+	name  string // as the provider wrote it
+	value string
+	raw   json.RawMessage // the JSON text of a JSON value, unless quoted
+	// quoted marks a JSON string: its raw text is made on demand by Raw.
+	quoted bool
+}
+
+// set adds a field or, when the record repeats a name, replaces its value
+// where it first appeared (the last value wins, as in encoding/json).
+func (f *Fields) set(name, value string, raw json.RawMessage, quoted bool) {
+	f.setKeyed(fieldKey(name), name, value, raw, quoted)
+}
+
+func (f *Fields) setKeyed(key, name, value string, raw json.RawMessage, quoted bool) {
+	for i := range f.fields {
+		if f.fields[i].key == key {
+			f.fields[i].value, f.fields[i].raw, f.fields[i].quoted = value, raw, quoted
+			return
+		}
+	}
+	f.fields = append(f.fields, field{key: key, name: name, value: value, raw: raw, quoted: quoted})
+}
+
+func (f Fields) find(name string) *field {
+	key := fieldKey(name)
+	for i := range f.fields {
+		if f.fields[i].key == key {
+			return &f.fields[i]
+		}
+	}
+	return nil
+}
+
+// fieldKey is the name a field is matched by. Connectors look fields up by
+// constant names that are nearly always folded and lower-case already, so
+// that case costs no allocation.
+func fieldKey(name string) string {
+	if foldedLower(name) {
+		return name
+	}
+	return strings.ToLower(Fold(name))
+}
+
+// foldedLower reports whether name is printable ASCII without upper-case
+// letters or spaces, or plain UTF-8 text of ideographs and such that Fold
+// and strings.ToLower leave alone.
+func foldedLower(name string) bool {
+	for _, r := range name {
+		switch {
+		case r < 0x80:
+			if r <= ' ' || r == 0x7f || ('A' <= r && r <= 'Z') {
+				return false
+			}
+		case r >= 0x4e00 && r <= 0x9fff:
+			// CJK ideographs, the names of Chinese exports: no case, no width.
+		default:
+			return folded(name) && strings.ToLower(name) == name
+		}
+	}
+	return true
+}
 
 // Lookup returns the value of the first of names the record has, and the
 // name that matched. ok is false when none is present at all.
 func (f Fields) Lookup(names ...string) (value, name string, ok bool) {
 	for _, n := range names {
-		if v, ok := f.values[fieldKey(n)]; ok {
-			return v, n, true
+		if fl := f.find(n); fl != nil {
+			return fl.value, n, true
 		}
 	}
 	return "", "", false
@@ -129,26 +214,39 @@ func (f Fields) Get(names ...string) string {
 // Raw returns the JSON value of a field of a JSON record.
 func (f Fields) Raw(names ...string) (json.RawMessage, bool) {
 	for _, n := range names {
-		if v, ok := f.raw[fieldKey(n)]; ok {
-			return v, true
+		fl := f.find(n)
+		switch {
+		case fl == nil:
+			continue
+		case fl.quoted:
+			b, err := json.Marshal(fl.value)
+			return b, err == nil
+		case fl.raw != nil:
+			return fl.raw, true
 		}
+		return json.RawMessage(fl.value), true
 	}
 	return nil, false
 }
 
 // Names lists the record's field names in their original order.
-func (f Fields) Names() []string { return append([]string(nil), f.order...) }
+func (f Fields) Names() []string {
+	out := make([]string, len(f.fields))
+	for i, fl := range f.fields {
+		out[i] = fl.name
+	}
+	return out
+}
 
 // NewFields builds a record from names and values (for tests and tools).
 func NewFields(names, values []string) Fields {
-	f := Fields{values: make(map[string]string, len(names))}
+	f := Fields{fields: make([]field, 0, len(names))}
 	for i, n := range names {
 		v := ""
 		if i < len(values) {
 			v = values[i]
 		}
-		f.values[fieldKey(n)] = v
-		f.order = append(f.order, n)
+		f.set(n, v, nil, false)
 	}
 	return f
 }
@@ -170,13 +268,16 @@ func DecodeRecord(env firmbridge.Envelope) (Fields, error) {
 }
 
 func decodeJSONObject(text string) (Fields, error) {
+	if f, ok := decodeJSONObjectFast(text); ok {
+		return f, nil
+	}
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('{') {
 		return Fields{}, invalidPayload("payload is not a JSON object")
 	}
-	f := Fields{values: map[string]string{}, raw: map[string]json.RawMessage{}}
+	var f Fields
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -187,12 +288,11 @@ func decodeJSONObject(text string) (Fields, error) {
 		if err := dec.Decode(&v); err != nil {
 			return Fields{}, invalidPayload("payload is not a valid JSON object")
 		}
-		key := fieldKey(name)
-		if _, dup := f.raw[key]; !dup {
-			f.order = append(f.order, name)
+		if t := bytes.TrimSpace(v); len(t) > 0 && t[0] == '"' {
+			f.set(name, jsonScalar(v), nil, true)
+		} else {
+			f.set(name, jsonScalar(v), v, false)
 		}
-		f.raw[key] = v
-		f.values[key] = jsonScalar(v)
 	}
 	if _, err := dec.Token(); err != nil {
 		return Fields{}, invalidPayload("payload is not a valid JSON object")
@@ -228,29 +328,80 @@ func decodeCSVLine(text, header string) (Fields, error) {
 		}
 		header, text = h, rest
 	}
-	names, err := readCSVLine(strings.TrimPrefix(header, "\ufeff"))
+	h, err := csvHeader(header)
 	if err != nil {
-		return Fields{}, &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "header", Message: "header is not a CSV line: " + err.Error()}
+		return Fields{}, err
 	}
 	values, err := readCSVLine(text)
 	if err != nil {
 		return Fields{}, invalidPayload("payload is not one CSV line: " + err.Error())
 	}
-	if len(values) != len(names) {
-		return Fields{}, invalidPayload(fmt.Sprintf("CSV line has %d fields, the header has %d", len(values), len(names)))
+	if len(values) != len(h.names) {
+		return Fields{}, invalidPayload(fmt.Sprintf("CSV line has %d fields, the header has %d", len(values), len(h.names)))
 	}
+	f := Fields{fields: make([]field, 0, len(h.names))}
+	for i, v := range values {
+		f.setKeyed(h.keys[i], h.names[i], v, nil, false)
+	}
+	return f, nil
+}
+
+// parsedHeader is a header line's field names, folded, and their keys.
+type parsedHeader struct {
+	names, keys []string
+}
+
+// csvHeaders caches parsed header lines: every record of a provider file
+// carries the same header, and parsing it anew was a tenth of ingest's CPU.
+// It stops growing at maxCachedHeaders, which no honest feed reaches.
+var (
+	csvHeaders       sync.Map // header line → parsedHeader
+	csvHeadersCached atomic.Int64
+)
+
+const maxCachedHeaders = 1024
+
+// csvHeader parses a header line. The result is shared: callers must not
+// change it.
+func csvHeader(header string) (parsedHeader, error) {
+	if h, ok := csvHeaders.Load(header); ok {
+		return h.(parsedHeader), nil
+	}
+	names, err := readCSVLine(strings.TrimPrefix(header, "\ufeff"))
+	if err != nil {
+		return parsedHeader{}, &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "header", Message: "header is not a CSV line: " + err.Error()}
+	}
+	h := parsedHeader{names: names, keys: make([]string, len(names))}
 	for i := range names {
 		names[i] = Fold(names[i])
+		h.keys[i] = fieldKey(names[i])
 	}
-	return NewFields(names, values), nil
+	if csvHeadersCached.Load() < maxCachedHeaders {
+		if _, loaded := csvHeaders.LoadOrStore(header, h); !loaded {
+			csvHeadersCached.Add(1)
+		}
+	}
+	return h, nil
 }
+
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 func readCSVLine(s string) ([]string, error) {
 	s = strings.TrimRight(s, "\r\n")
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("empty line")
 	}
-	r := csv.NewReader(strings.NewReader(s))
+	// Without quotes or line breaks a CSV line is its commas; encoding/csv
+	// would read it the same, at the cost of two 4 KiB buffers.
+	if !strings.ContainsAny(s, "\"\r\n") {
+		return strings.Split(s, ","), nil
+	}
+	// csv.NewReader takes a *bufio.Reader as it is, so a pooled one spares
+	// the 4 KiB buffer it would allocate for every line.
+	br := lineReaders.Get().(*bufio.Reader)
+	defer lineReaders.Put(br)
+	br.Reset(strings.NewReader(s))
+	r := csv.NewReader(br)
 	r.FieldsPerRecord = -1
 	r.LazyQuotes = true
 	rec, err := r.Read()

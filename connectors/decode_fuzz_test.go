@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -73,9 +74,59 @@ func FuzzDecodeJSONObject(f *testing.F) {
 				continue
 			}
 			raw, ok := fields.Raw(k)
-			if !ok || !bytes.Equal(bytes.TrimSpace(raw), bytes.TrimSpace(v)) {
+			if !ok || !sameJSON(raw, v) {
 				t.Fatalf("field %q of %q = %s, encoding/json has %s", k, payload, raw, v)
 			}
+		}
+	})
+}
+
+// sameJSON reports whether two JSON texts hold the same value, numbers
+// compared by their literal text.
+func sameJSON(a, b []byte) bool {
+	decode := func(b []byte) (any, bool) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		var v any
+		return v, d.Decode(&v) == nil
+	}
+	va, okA := decode(a)
+	vb, okB := decode(b)
+	return okA && okB && reflect.DeepEqual(va, vb)
+}
+
+// FuzzDecodeEnvelope checks the fast envelope decoder against the
+// reference, encoding/json: the same envelope or both failing.
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, s := range []string{
+		`{"record_id":"r1","source":"tax.vat_return","schema_version":1,"uscc":"91350100M000100Y43","observed_at":"2026-01-02T03:04:05Z","payload":{"a":"b","n":1.50}}`,
+		`{"record_id":"r1","source":"ops.water","schema_version":"v2","observed_at":"2026-01-02T03:04:05.123+08:00","payload":"a,b","header":"x,y"}`,
+		`{"record_id":"r1","payload":"AAEC","payload_encoding":"base64","charset":"gb18030","schema_version":"1"}`,
+		`{"Record_ID":"r1","SOURCE":"x","ſource":"y","payload":null,"record_id":null}`,
+		`{"record_id":1}`, `{"schema_version":null}`, `{"observed_at":"yesterday"}`, `{"observed_at":null}`,
+		`{"record_id":"a\u00e9\ud83d\ude00","payload":"\ud800"}`, "{\"record_id\":\"\xff\"}", "{\"record_id\":\"\t\"}",
+		`{"record_id":"r","record_id":"s"}`, `[]`, `null`, `{"payload":[1, 2 ,3]}`, `{"schema_version":1e2}`,
+		"\t{\"record_id\":\"r\"}\n", `{"record_id":"r"} x`, `{"extra":{"deep":[{"x":null}]},"source":"s"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		got, err := connectors.DecodeEnvelope(msg)
+		mustReject(t, err)
+		var want firmbridge.Envelope
+		wantErr := json.Unmarshal(msg, &want)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%q: DecodeEnvelope error %v, encoding/json error %v", msg, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if (len(got.Payload) == 0) != (len(want.Payload) == 0) || len(got.Payload) > 0 && !sameJSON(got.Payload, want.Payload) {
+			t.Fatalf("%q: payload %s, encoding/json has %s", msg, got.Payload, want.Payload)
+		}
+		got.Payload, want.Payload = nil, nil
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: envelope\n%+v\nencoding/json has\n%+v", msg, got, want)
 		}
 	})
 }

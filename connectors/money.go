@@ -17,7 +17,7 @@ var (
 )
 
 // maxAmount bounds every canonical amount: Decimal(18,2) holds 16 integer digits.
-var maxAmount = decimal.New(1, 16)
+var maxAmount, minAmount = decimal.New(1, 16), decimal.New(-1, 16)
 
 var (
 	one     = decimal.NewFromInt(1)
@@ -41,6 +41,9 @@ var yuanSuffixes = []string{"人民币元", "百万元", "千万元", "亿元", 
 // 千元 1,000, 万元 (or 万) 10,000, 百万元 1,000,000, 千万元 10,000,000,
 // 亿元 (or 亿) 100,000,000. Any other unit is an error wrapping ErrUnknownUnit.
 func ParseUnit(unit string) (decimal.Decimal, error) {
+	if unit == "" {
+		return one, nil
+	}
 	u := strings.ToLower(compact(Fold(unit), ""))
 	if f, ok := yuanUnits[u]; ok {
 		return f, nil
@@ -95,7 +98,7 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 	if err != nil {
 		return decimal.Decimal{}, fmt.Errorf("amount %q: %w", s, err)
 	}
-	return toScale2(n.Mul(factor), s)
+	return toScale2(mulBy(n, factor), s)
 }
 
 // ParseDecimal parses a plain quantity: sign, thousands separators,
@@ -117,7 +120,7 @@ func ParseDecimal(s string) (decimal.Decimal, error) {
 	if err != nil {
 		return decimal.Decimal{}, fmt.Errorf("value %q: %w", s, err)
 	}
-	return n.Mul(factor), nil
+	return mulBy(n, factor), nil
 }
 
 // ParseScaled parses a quantity with ParseDecimal, multiplies it by factor
@@ -128,17 +131,27 @@ func ParseScaled(s string, factor decimal.Decimal) (decimal.Decimal, error) {
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
-	return toScale2(n.Mul(factor), s)
+	return toScale2(mulBy(n, factor), s)
 }
 
 func toScale2(v decimal.Decimal, orig string) (decimal.Decimal, error) {
-	if r := v.Round(2); !r.Equal(v) {
+	r := v.Round(2)
+	if !r.Equal(v) {
 		return decimal.Decimal{}, fmt.Errorf("value %q is more precise than 0.01 and would be rounded", orig)
 	}
-	if v.Abs().GreaterThanOrEqual(maxAmount) {
+	if r.Cmp(maxAmount) >= 0 || r.Cmp(minAmount) <= 0 {
 		return decimal.Decimal{}, fmt.Errorf("value %q is too large", orig)
 	}
-	return v.Round(2), nil
+	return r, nil
+}
+
+// mulBy returns n×factor, skipping the big-number product for a factor of
+// one, the unit of most amounts.
+func mulBy(n, factor decimal.Decimal) decimal.Decimal {
+	if factor.Exponent() == 0 && factor.CoefficientInt64() == 1 {
+		return n
+	}
+	return n.Mul(factor)
 }
 
 // parseNumber parses a folded, space-free decimal number: an optional sign
@@ -187,6 +200,18 @@ func parseNumber(f string) (decimal.Decimal, error) {
 	}
 	if intPart == "" {
 		intPart = "0"
+	}
+	if len(intPart)+len(frac) <= 18 { // fits an int64: no text to parse again
+		var n int64
+		for _, part := range []string{intPart, frac} {
+			for i := 0; i < len(part); i++ {
+				n = n*10 + int64(part[i]-'0')
+			}
+		}
+		if neg {
+			n = -n
+		}
+		return decimal.New(n, -int32(len(frac))), nil
 	}
 	num := intPart
 	if frac != "" {

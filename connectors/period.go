@@ -140,6 +140,13 @@ func ParsePeriod(s string) (Period, error) {
 	var p Period
 	var y int
 	switch {
+	case len(f) == 7 && f[4] == '-' && digits(f[:4]) && digits(f[5:]): // 2024-03, the common form
+		y = atoiCN(f[:4])
+		mon := atoiCN(f[5:])
+		if mon < 1 || mon > 12 {
+			return Period{}, fmt.Errorf("period %q: month %d does not exist", s, mon)
+		}
+		p = MonthPeriod(y, time.Month(mon))
 	case reQuarterQ.MatchString(f):
 		m := reQuarterQ.FindStringSubmatch(f)
 		y = atoiCN(m[1])
@@ -176,6 +183,16 @@ func ParsePeriod(s string) (Period, error) {
 		return Period{}, fmt.Errorf("period %q: %w", s, err)
 	}
 	return p, nil
+}
+
+// digits reports whether s is all ASCII digits.
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ParseYear parses a year: 2023, "2023年", "2023年度". Empty wraps ErrMissing.
@@ -231,7 +248,9 @@ func ParseDate(s string) (time.Time, error) {
 		f = f[:i]
 	}
 	var y, m, d int
-	if mm := reDateSep.FindStringSubmatch(f); mm != nil {
+	if len(f) == 10 && f[4] == '-' && f[7] == '-' && digits(f[:4]) && digits(f[5:7]) && digits(f[8:]) {
+		y, m, d = atoiCN(f[:4]), atoiCN(f[5:7]), atoiCN(f[8:]) // 2024-04-15, the common form
+	} else if mm := reDateSep.FindStringSubmatch(f); mm != nil {
 		y, m, d = atoiCN(mm[1]), atoiCN(mm[2]), atoiCN(mm[3])
 	} else if mm := reDatePlain.FindStringSubmatch(f); mm != nil {
 		y, m, d = atoiCN(mm[1]), atoiCN(mm[2]), atoiCN(mm[3])

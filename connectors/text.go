@@ -58,6 +58,15 @@ func CleanName(s string) string {
 
 // compact removes every white space character and the given runes from s.
 func compact(s string, drop string) string {
+	// Nearly every value is printable ASCII with nothing to remove.
+	clean := true
+	for i := 0; i < len(s) && clean; i++ {
+		c := s[i]
+		clean = c > ' ' && c < 0x7f && strings.IndexByte(drop, c) < 0
+	}
+	if clean {
+		return s
+	}
 	return strings.Map(func(r rune) rune {
 		if unicode.IsSpace(r) || strings.ContainsRune(drop, r) {
 			return -1

@@ -78,6 +78,9 @@ func validateUSCC(s string) error {
 // returns the canonical 18-character upper-case code, or an error wrapping
 // ErrInvalidUSCC (ErrMissing when the value is empty).
 func NormalizeUSCC(s string) (string, error) {
+	if validateUSCC(s) == nil { // already canonical, as most are
+		return s, nil
+	}
 	c := strings.ToUpper(compact(Fold(s), "-_—–‐‑"))
 	if c == "" {
 		return "", fmt.Errorf("%w: USCC is empty", ErrMissing)

@@ -10,20 +10,16 @@ import (
 	"github.com/firmbridge/firmbridge"
 )
 
-// Normalizer turns envelopes into canonical rows; connectors.Registry
-// satisfies it.
+// Normalizer turns raw envelopes (JSON, as on raw.<domain>.v1) into
+// canonical rows; connectors.Registry satisfies it.
 type Normalizer interface {
-	Normalize(ctx context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error)
+	NormalizeJSON(ctx context.Context, envelope []byte, ingestedAt time.Time) ([]firmbridge.Row, error)
 }
 
 // EnvelopeDecoder decodes raw envelopes and normalizes them.
 func EnvelopeDecoder(n Normalizer) Decoder {
 	return func(ctx context.Context, msg kafkago.Message, ingestedAt time.Time) ([]firmbridge.Row, error) {
-		var env firmbridge.Envelope
-		if err := json.Unmarshal(msg.Value, &env); err != nil {
-			return nil, &firmbridge.Reject{Code: firmbridge.RejectInvalidEnvelope, Message: "not a JSON envelope: " + err.Error()}
-		}
-		return n.Normalize(ctx, env, ingestedAt)
+		return n.NormalizeJSON(ctx, msg.Value, ingestedAt)
 	}
 }
 

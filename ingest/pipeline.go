@@ -141,6 +141,30 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 	log := p.Logger.With("topic", p.Topic, "group", p.GroupID, "worker", id)
 	log.Info("consuming")
 
+	// Stores run with drainCtx: a SIGTERM gives the batch being stored up
+	// to drainTimeout to reach ClickHouse and commit, instead of
+	// abandoning it mid-insert.
+	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDrain()
+	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancelDrain) })
+	defer stopDrain()
+
+	// One batch is stored in the background while the next is fetched and
+	// decoded: normalizing and inserting overlap instead of taking turns.
+	// Never more than one, so memory stays bounded and offsets are
+	// committed in order: a batch starts storing only after the one before
+	// it is in ClickHouse and committed.
+	var stored chan error
+	waitStored := func() error {
+		if stored == nil {
+			return nil
+		}
+		err := <-stored
+		stored = nil
+		return err
+	}
+	defer func() { _ = waitStored() }()
+
 	var b batch
 	for {
 		wait := p.BatchWait
@@ -160,10 +184,13 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 				continue
 			}
 		case ctx.Err() != nil:
-			// Shutting down: store and commit what we hold, within a bound.
-			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			err := p.flush(flushCtx, id, log, reader, dlq, &b)
-			cancel()
+			// Shutting down: store and commit what we hold, within
+			// drainTimeout; the batch in flight first, since storing the
+			// next without it would commit offsets past records never stored.
+			err := waitStored()
+			if err == nil {
+				err = p.flush(drainCtx, id, log, reader, dlq, &b)
+			}
 			log.Info("stopped", "messages", p.stats.Messages.Load(), "rows", p.stats.Rows.Load(), "dead_letters", p.stats.DeadLetters.Load())
 			return err
 		case errors.Is(err, context.DeadlineExceeded):
@@ -175,18 +202,26 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 			}
 		}
 		if len(b.msgs) > 0 {
-			if err := p.flush(ctx, id, log, reader, dlq, &b); err != nil {
+			p.decodePending(ctx, &b)
+			if err := waitStored(); err != nil {
 				if ctx.Err() != nil {
 					// Not committed: the next owner of these partitions re-reads
 					// them, and the rows already written replace themselves.
-					log.Info("stopped with an unflushed batch", "messages", len(b.msgs), "err", err)
+					log.Info("stopped with an unstored batch", "err", err)
 					return nil
 				}
 				return err
 			}
+			stored = make(chan error, 1)
+			go func(b batch) { stored <- p.flush(drainCtx, id, log, reader, dlq, &b) }(b)
+			b = batch{}
 		}
 	}
 }
+
+// drainTimeout bounds how long a stopping pipeline keeps trying to store
+// and commit what it has fetched.
+const drainTimeout = 30 * time.Second
 
 // decodeChunk is how many fetched records are normalized together.
 const decodeChunk = 1024

@@ -66,6 +66,7 @@ type benchFlags struct {
 }
 
 func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	tuneGCForIngest() // measure ingest as `firmbridge ingest` runs
 	fs, cfg := newFlags("bench ingest", stderr)
 	var o benchFlags
 	fs.IntVar(&o.records, "records", 1_000_000, "raw records to generate and ingest")

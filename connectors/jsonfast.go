@@ -129,7 +129,8 @@ func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) b
 			return false
 		}
 		var sv firmbridge.SchemaVersion
-		if sv.UnmarshalJSON(v.MarshalTo(nil)) != nil {
+		var buf [64]byte
+		if sv.UnmarshalJSON(v.MarshalTo(buf[:0])) != nil {
 			return false
 		}
 		env.SchemaVersion = sv
@@ -138,8 +139,11 @@ func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) b
 		if v.Type() != fastjson.TypeString {
 			return false
 		}
+		// UnmarshalText is UnmarshalJSON without the quotes: the same
+		// strict RFC 3339.
+		b, _ := v.StringBytes()
 		var t time.Time
-		if t.UnmarshalJSON(v.MarshalTo(nil)) != nil {
+		if t.UnmarshalText(b) != nil {
 			return false
 		}
 		env.ObservedAt = t
@@ -255,7 +259,8 @@ func decodeJSONObjectFast(text string) (Fields, bool) {
 				raw := v.MarshalTo(nil)
 				f.set(string(key), string(raw), raw, false)
 			default: // numbers keep their literal text, like a CSV field
-				f.set(string(key), string(v.MarshalTo(nil)), nil, false)
+				var buf [64]byte
+				f.set(string(key), string(v.MarshalTo(buf[:0])), nil, false)
 			}
 		})
 		return true

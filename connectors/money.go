@@ -16,6 +16,16 @@ var (
 	ErrUnknownUnit = errors.New("unknown unit")
 )
 
+// Empty optional fields are common, so their errors are made once.
+var (
+	errEmptyAmount   = fmt.Errorf("%w: amount is empty", ErrMissing)
+	errEmptyValue    = fmt.Errorf("%w: value is empty", ErrMissing)
+	errEmptyCurrency = fmt.Errorf("%w: currency is empty", ErrMissing)
+	errEmptyPeriod   = fmt.Errorf("%w: period is empty", ErrMissing)
+	errEmptyYear     = fmt.Errorf("%w: year is empty", ErrMissing)
+	errEmptyDate     = fmt.Errorf("%w: date is empty", ErrMissing)
+)
+
 // maxAmount bounds every canonical amount: Decimal(18,2) holds 16 integer digits.
 var maxAmount, minAmount = decimal.New(1, 16), decimal.New(-1, 16)
 
@@ -72,7 +82,7 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 	}
 	f := strings.ToLower(compact(Fold(s), ""))
 	if isMissing(f) {
-		return decimal.Decimal{}, fmt.Errorf("%w: amount is empty", ErrMissing)
+		return decimal.Decimal{}, errEmptyAmount
 	}
 	for _, p := range []string{"¥", "rmb", "cny", "人民币"} {
 		if strings.HasPrefix(f, p) {
@@ -107,7 +117,7 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 func ParseDecimal(s string) (decimal.Decimal, error) {
 	f := strings.ToLower(compact(Fold(s), ""))
 	if isMissing(f) {
-		return decimal.Decimal{}, fmt.Errorf("%w: value is empty", ErrMissing)
+		return decimal.Decimal{}, errEmptyValue
 	}
 	factor := one
 	switch {
@@ -135,7 +145,10 @@ func ParseScaled(s string, factor decimal.Decimal) (decimal.Decimal, error) {
 }
 
 func toScale2(v decimal.Decimal, orig string) (decimal.Decimal, error) {
-	r := v.Round(2)
+	r := v
+	if v.Exponent() != -2 { // already at fen scale, as most amounts are
+		r = v.Round(2)
+	}
 	if !r.Equal(v) {
 		return decimal.Decimal{}, fmt.Errorf("value %q is more precise than 0.01 and would be rounded", orig)
 	}
@@ -283,7 +296,7 @@ var isoCurrencies = map[string]bool{
 func NormalizeCurrency(s string) (string, error) {
 	f := compact(Fold(s), "")
 	if isMissing(f) {
-		return "", fmt.Errorf("%w: currency is empty", ErrMissing)
+		return "", errEmptyCurrency
 	}
 	if c, ok := currencies[strings.ToLower(f)]; ok {
 		return c, nil

@@ -135,7 +135,7 @@ func checkYear(y int) error {
 func ParsePeriod(s string) (Period, error) {
 	f := strings.ToUpper(compact(Fold(s), ""))
 	if isMissing(f) {
-		return Period{}, fmt.Errorf("%w: period is empty", ErrMissing)
+		return Period{}, errEmptyPeriod
 	}
 	var p Period
 	var y int
@@ -199,7 +199,7 @@ func digits(s string) bool {
 func ParseYear(s string) (int, error) {
 	f := compact(Fold(s), "")
 	if isMissing(f) {
-		return 0, fmt.Errorf("%w: year is empty", ErrMissing)
+		return 0, errEmptyYear
 	}
 	m := reYear.FindStringSubmatch(f)
 	if m == nil {
@@ -239,7 +239,7 @@ var excelEpoch = Date(1899, 12, 30)
 func ParseDate(s string) (time.Time, error) {
 	f := Fold(s)
 	if isMissing(f) {
-		return time.Time{}, fmt.Errorf("%w: date is empty", ErrMissing)
+		return time.Time{}, errEmptyDate
 	}
 	if i := strings.IndexAny(f, " T"); i > 0 {
 		if !reTimeOfDay.MatchString(strings.TrimSpace(f[i+1:])) {

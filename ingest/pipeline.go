@@ -180,7 +180,9 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) erro
 				b.started = time.Now()
 			}
 			p.add(ctx, &b, msg)
-			if len(b.rows) < p.BatchRows && time.Since(b.started) < p.BatchWait {
+			// A record not decoded yet counts as one row: decoding waits
+			// for a chunk of decodeChunk records, and a batch must not.
+			if len(b.rows)+len(b.pending) < p.BatchRows && time.Since(b.started) < p.BatchWait {
 				continue
 			}
 		case ctx.Err() != nil:

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,4 +129,105 @@ func TestPipeline_RowsPlusDeadLettersEqualRecords(t *testing.T) {
 			t.Errorf("restarted pipeline re-read %d messages, want 0", got)
 		}
 	})
+}
+
+// gatedSink holds the first insert until released and records how many
+// inserts ran at once.
+type gatedSink struct {
+	release  chan struct{}
+	first    sync.Once
+	inFlight atomic.Int32
+	maxSeen  atomic.Int32
+	calls    atomic.Int32
+	rows     atomic.Int64
+}
+
+func (s *gatedSink) InsertRows(ctx context.Context, rows []firmbridge.Row) error {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	if n > s.maxSeen.Load() {
+		s.maxSeen.Store(n)
+	}
+	s.calls.Add(1)
+	s.first.Do(func() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+		}
+	})
+	s.rows.Add(int64(len(rows)))
+	return ctx.Err()
+}
+
+// The pipeline fetches and decodes the next batch while one is being
+// stored, but never stores two at once, and commits nothing past a batch
+// that is not stored.
+func TestPipeline_StoresOneBatchWhileDecodingTheNext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kcfg := testenv.Kafka(t)
+	topics := testenv.Topics(t, kcfg, "raw")
+	const total, batchRows = 600, 100
+	var msgs []kafkago.Message
+	for i := range total {
+		msgs = append(msgs, kafkago.Message{Value: fmt.Appendf(nil, `{"id":"r%d","value":%d}`, i, i)})
+	}
+	w := kafka.NewWriter(kcfg, topics[0])
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	sink := &gatedSink{release: make(chan struct{})}
+	group := "g-" + topics[0]
+	p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: topics[0], GroupID: group,
+		Decode: decodeTestRow, Sink: sink, BatchRows: batchRows, BatchWait: 5 * time.Second}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	// While the first batch is held, the next one is fetched and decoded...
+	waitUntil("the second batch to be fetched", func() bool { return p.Stats().Messages.Load() >= 2*batchRows })
+	// ...but neither stored nor committed.
+	time.Sleep(300 * time.Millisecond)
+	if c := sink.calls.Load(); c != 1 {
+		t.Errorf("%d inserts started while the first was held, want 1", c)
+	}
+	if off := committedOffset(t, ctx, kcfg, topics[0], group); off > 0 {
+		t.Errorf("offset %d committed while the first batch was not stored", off)
+	}
+	close(sink.release)
+	waitUntil("every row stored", func() bool { return sink.rows.Load() == total })
+	waitUntil("every offset committed", func() bool { return committedOffset(t, ctx, kcfg, topics[0], group) == total })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	if m := sink.maxSeen.Load(); m != 1 {
+		t.Errorf("%d inserts ran at once, want 1", m)
+	}
+}
+
+// committedOffset is the sum of the group's committed offsets over the
+// topic's partitions: the number of records committed.
+func committedOffset(t *testing.T, ctx context.Context, kcfg kafka.Config, topic, group string) int64 {
+	t.Helper()
+	client := &kafkago.Client{Addr: kafkago.TCP(kcfg.Brokers...), Timeout: 5 * time.Second}
+	resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1}}})
+	if err != nil {
+		t.Fatalf("offset fetch: %v", err)
+	}
+	var sum int64
+	for _, p := range resp.Topics[topic] {
+		sum += max(p.CommittedOffset, 0)
+	}
+	return sum
 }

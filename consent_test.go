@@ -2,6 +2,7 @@ package firmbridge_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +25,9 @@ func TestConsent_EffectiveStatus(t *testing.T) {
 		{"at expiry", firmbridge.ConsentActive, from.Add(48 * time.Hour), firmbridge.ConsentExpired},
 		{"revoked stays revoked", firmbridge.ConsentRevoked, from.Add(time.Hour), firmbridge.ConsentRevoked},
 		{"rejected", firmbridge.ConsentRejected, from.Add(time.Hour), firmbridge.ConsentRejected},
+		{"request awaiting an answer", firmbridge.ConsentPending, from.Add(time.Hour), firmbridge.ConsentPending},
+		{"request lapsed unanswered", firmbridge.ConsentPending, from.Add(48 * time.Hour), firmbridge.ConsentExpired},
+		{"stored expired", firmbridge.ConsentExpired, from.Add(time.Hour), firmbridge.ConsentExpired},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,21 +56,34 @@ func TestConsent_Validate(t *testing.T) {
 		return firmbridge.Consent{USCC: "91350100M000100Y43", Grantee: "BANK-1", Scopes: []string{"tax", "patent"},
 			Purpose: firmbridge.PurposeCreditAssessment, ValidFrom: from, ExpiresAt: from.AddDate(0, 0, 90)}
 	}
+	dataFrom := func(y int) *time.Time { d := time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC); return &d }
 	cases := map[string]struct {
 		change func(*firmbridge.Consent)
 		field  string
+		code   string
 	}{
-		"valid":           {func(*firmbridge.Consent) {}, ""},
-		"no grantee":      {func(c *firmbridge.Consent) { c.Grantee = "" }, "grantee"},
-		"no scopes":       {func(c *firmbridge.Consent) { c.Scopes = nil }, "scopes"},
-		"unknown scope":   {func(c *firmbridge.Consent) { c.Scopes = []string{"payroll"} }, "scopes"},
-		"unknown purpose": {func(c *firmbridge.Consent) { c.Purpose = "marketing" }, "purpose"},
-		"expiry before":   {func(c *firmbridge.Consent) { c.ExpiresAt = from }, "expires_at"},
-		"longer than 90d": {func(c *firmbridge.Consent) { c.ExpiresAt = from.AddDate(0, 0, 91) }, "expires_at"},
+		"valid":                {func(*firmbridge.Consent) {}, "", ""},
+		"no uscc":              {func(c *firmbridge.Consent) { c.USCC = "" }, "uscc", "invalid_uscc"},
+		"no grantee":           {func(c *firmbridge.Consent) { c.Grantee = "" }, "grantee", "invalid_grantee"},
+		"grantee with a space": {func(c *firmbridge.Consent) { c.Grantee = "BANK 1" }, "grantee", "invalid_grantee"},
+		"no scopes":            {func(c *firmbridge.Consent) { c.Scopes = nil }, "scopes", "invalid_scope"},
+		"unknown scope":        {func(c *firmbridge.Consent) { c.Scopes = []string{"payroll"} }, "scopes", "invalid_scope"},
+		"scope twice":          {func(c *firmbridge.Consent) { c.Scopes = []string{"tax", "tax"} }, "scopes", "invalid_scope"},
+		"no purpose":           {func(c *firmbridge.Consent) { c.Purpose = "" }, "purpose", "invalid_purpose"},
+		"unknown purpose":      {func(c *firmbridge.Consent) { c.Purpose = "marketing" }, "purpose", "invalid_purpose"},
+		"no expiry":            {func(c *firmbridge.Consent) { c.ExpiresAt = time.Time{} }, "expires_at", "invalid_expiry"},
+		"expiry before":        {func(c *firmbridge.Consent) { c.ExpiresAt = from }, "expires_at", "invalid_expiry"},
+		"longer than 90d":      {func(c *firmbridge.Consent) { c.ExpiresAt = from.AddDate(0, 0, 91) }, "expires_at", "consent_too_long"},
+		"data before 1970":     {func(c *firmbridge.Consent) { c.DataFrom = dataFrom(1969) }, "data_from", "invalid_data_from"},
+		"data after expiry":    {func(c *firmbridge.Consent) { c.DataFrom = dataFrom(2027) }, "data_from", "invalid_data_from"},
+		"data from 2020":       {func(c *firmbridge.Consent) { c.DataFrom = dataFrom(2020) }, "", ""},
+		"note of 500":          {func(c *firmbridge.Consent) { c.Note = strings.Repeat("贷", 500) }, "", ""},
+		"note of 501":          {func(c *firmbridge.Consent) { c.Note = strings.Repeat("贷", 501) }, "note", "invalid_note"},
+		"reason of 501":        {func(c *firmbridge.Consent) { c.Reason = strings.Repeat("x", 501) }, "reason", "invalid_reason"},
 		"monitoring 1 year": {func(c *firmbridge.Consent) {
 			c.Purpose = firmbridge.PurposeLoanMonitoring
 			c.ExpiresAt = from.AddDate(1, 0, 0)
-		}, ""},
+		}, "", ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -80,8 +97,8 @@ func TestConsent_Validate(t *testing.T) {
 				return
 			}
 			e, ok := err.(*firmbridge.Error)
-			if !ok || e.Field != tc.field || e.Kind != firmbridge.EINVALID {
-				t.Errorf("Validate() = %#v, want EINVALID on field %s", err, tc.field)
+			if !ok || e.Field != tc.field || e.Kind != firmbridge.EINVALID || e.Code != tc.code {
+				t.Errorf("Validate() = %#v, want EINVALID %s on field %s", err, tc.code, tc.field)
 			}
 		})
 	}
@@ -116,6 +133,24 @@ func TestSourceDomain(t *testing.T) {
 	for src, want := range map[string]string{"tax.vat_return": "tax", "patent.legal_event": "patent", "ops.water": "operations", "hr.payroll": "", "": ""} {
 		if got := firmbridge.SourceDomain(src); got != want {
 			t.Errorf("SourceDomain(%q) = %q, want %q", src, got, want)
+		}
+	}
+}
+
+func TestConsent_TooLongSaysDays(t *testing.T) {
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := firmbridge.Consent{USCC: "91350100M000100Y43", Grantee: "BANK-1", Scopes: []string{"tax"},
+		Purpose: firmbridge.PurposeRiskReview, ValidFrom: from, ExpiresAt: from.AddDate(1, 0, 0)}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "at most 180 days") {
+		t.Errorf("Validate() = %v, want a message naming 180 days", err)
+	}
+}
+
+func TestValidInstitution(t *testing.T) {
+	for id, want := range map[string]bool{"BANK-DEMO-001": true, "bank_1.cn": true, "": false, "BANK 1": false,
+		"银行": false, strings.Repeat("B", 64): true, strings.Repeat("B", 65): false} {
+		if got := firmbridge.ValidInstitution(id); got != want {
+			t.Errorf("ValidInstitution(%q) = %v, want %v", id, got, want)
 		}
 	}
 }

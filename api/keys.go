@@ -58,6 +58,42 @@ func LoadSigningKey(path string) (*SigningKey, error) {
 	return NewSigningKey(priv), nil
 }
 
+// LoadVerifyKey reads a key that only verifies tokens, as during a key
+// rotation: a PKIX "PUBLIC KEY" or a PKCS#8 "PRIVATE KEY" Ed25519 PEM. Only
+// the public half is kept.
+func LoadVerifyKey(path string) (*SigningKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read verification key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("verification key %s: no PEM block", path)
+	}
+	var key any
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("verification key %s: PEM block %q, want PUBLIC KEY or PRIVATE KEY", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("verification key %s: %w", path, err)
+	}
+	var pub ed25519.PublicKey
+	switch k := key.(type) {
+	case ed25519.PublicKey:
+		pub = k
+	case ed25519.PrivateKey:
+		pub = k.Public().(ed25519.PublicKey)
+	default:
+		return nil, fmt.Errorf("verification key %s: not an Ed25519 key", path)
+	}
+	return &SigningKey{ID: thumbprint(pub), Public: pub}, nil
+}
+
 // WriteSigningKey stores the key as PKCS#8 PEM, readable by its owner only.
 // It refuses to overwrite an existing file.
 func WriteSigningKey(path string, k *SigningKey) error {

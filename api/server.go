@@ -27,6 +27,17 @@ type Server struct {
 	Consents firmbridge.ConsentStore
 	Profiles firmbridge.ProfileReader
 	Audit    firmbridge.AuditLog
+	// ConsentEvents publishes every consent change to consent.events.v1
+	// before the change is answered (see receipts.go); nil publishes
+	// nothing, for tools and tests.
+	ConsentEvents firmbridge.ConsentEventPublisher
+	// Receipts stores consent receipts; nil means Consents, which must
+	// then implement firmbridge.ConsentLifecycleStore.
+	Receipts firmbridge.ConsentLifecycleStore
+	// ReceiptGrace is how long a receipt may stay unpublished before the
+	// consent sweeper settles it; zero means DefaultReceiptGrace.
+	ReceiptGrace time.Duration
+	consentLocks consentLocks
 	// Raw publishes the records providers push (POST /v1/ingest/{source})
 	// to the raw topics; Connectors says which sources and versions exist.
 	Raw        firmbridge.RawPublisher
@@ -37,6 +48,18 @@ type Server struct {
 	MaxIngestRecords int
 	// Ready reports whether the dependencies answer; nil means always ready.
 	Ready func(ctx context.Context) error
+	// Clients registers OAuth2 clients and authenticates them at
+	// POST /v1/auth/token; nil turns client credentials off.
+	Clients *Clients
+	// TokenTTL is the lifetime of client-credentials tokens; zero means
+	// DefaultClientTokenTTL.
+	TokenTTL time.Duration
+	// RateLimits throttles each institution after authentication; nil
+	// means no limit.
+	RateLimits *RateLimiter
+	// MaxBodyBytes bounds request bodies under /v1, except pushes, which
+	// have their own limit; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
 	// Metrics and the registry /metrics serves; both optional.
 	Metrics  *Metrics
 	Registry *prometheus.Registry
@@ -82,12 +105,29 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/readyz", s.handleReady)
 	r.GET("/.well-known/jwks.json", func(c *gin.Context) { c.JSON(http.StatusOK, s.Tokens.JWKS()) })
 
-	v1 := r.Group("/v1", s.authenticate)
+	// The token endpoint authenticates clients itself, so it sits outside
+	// the bearer-token group.
+	r.POST("/v1/auth/token", s.handleToken)
+
+	v1 := r.Group("/v1", s.authenticate, s.rateLimit, s.limitBody)
+	v1.POST("/admin/clients", s.allow(firmbridge.RoleAdmin), s.handleCreateClient)
+	v1.GET("/admin/clients", s.allow(firmbridge.RoleAdmin), s.handleListClients)
+	v1.POST("/admin/clients/:id/disable", s.allow(firmbridge.RoleAdmin), s.handleDisableClient)
 	v1.GET("/firms/:uscc/profile", s.allow(firmbridge.RoleBank), s.handleProfile)
+	v1.GET("/firms/:uscc/tax", s.allow(firmbridge.RoleBank), s.handleTaxRecords)
+	v1.GET("/firms/:uscc/patents", s.allow(firmbridge.RoleBank), s.handlePatentRecords)
+	v1.GET("/firms/:uscc/operations", s.allow(firmbridge.RoleBank), s.handleOperationsRecords)
+	v1.POST("/profiles/batch", s.allow(firmbridge.RoleBank), s.handleProfileBatch)
 	v1.POST("/consents", s.allow(firmbridge.RoleEnterprise), s.handleGrantConsent)
 	v1.GET("/consents", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsents)
 	v1.GET("/consents/:id", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleGetConsent)
 	v1.POST("/consents/:id/revoke", s.allow(firmbridge.RoleEnterprise), s.handleRevokeConsent)
+	v1.GET("/consents/:id/receipts", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListReceipts)
+	v1.POST("/consent-requests", s.allow(firmbridge.RoleBank), s.handleCreateConsentRequest)
+	v1.GET("/consent-requests", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsentRequests)
+	v1.GET("/consent-requests/:id", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleGetConsentRequest)
+	v1.POST("/consent-requests/:id/approve", s.allow(firmbridge.RoleEnterprise), s.handleApproveConsentRequest)
+	v1.POST("/consent-requests/:id/reject", s.allow(firmbridge.RoleEnterprise), s.handleRejectConsentRequest)
 	v1.POST("/ingest/:source", s.allow(firmbridge.RoleProvider), s.handleIngest)
 	return r
 }

@@ -12,11 +12,33 @@ import (
 	"github.com/firmbridge/firmbridge"
 )
 
-// Claims are firmbridge's token claims: the registered ones plus role and org.
+// Claims are firmbridge's token claims: the registered ones plus role and
+// org; an enterprise token repeats its org as uscc, and a client-credentials
+// token names its client and the scopes it was granted.
 type Claims struct {
-	Role string `json:"role"`
-	Org  string `json:"org"`
+	Role     string `json:"role"`
+	Org      string `json:"org"`
+	USCC     string `json:"uscc,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Scope    string `json:"scope,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// MaxLeeway bounds the clock skew a verifier tolerates, whatever Leeway
+// says, so a configuration slip cannot revive expired tokens for long.
+const MaxLeeway = 5 * time.Minute
+
+// MaxTokenTTL is the longest lifetime Issue grants and Parse accepts.
+const MaxTokenTTL = 24 * time.Hour
+
+// Grant is what a token says about its bearer.
+type Grant struct {
+	Subject  string
+	Role     string
+	Org      string
+	ClientID string // set for client-credentials tokens
+	Scope    string // space-delimited, as granted
+	TTL      time.Duration
 }
 
 // Tokens issues and verifies access tokens. Only EdDSA is accepted; keys
@@ -26,7 +48,7 @@ type Tokens struct {
 	Audience string
 	Signing  *SigningKey   // signs new tokens
 	Verify   []*SigningKey // accepted for verification; Signing is always accepted
-	Leeway   time.Duration // clock skew tolerated on exp, nbf and iat
+	Leeway   time.Duration // clock skew tolerated on exp, nbf and iat; at most MaxLeeway
 	Now      func() time.Time
 }
 
@@ -37,15 +59,24 @@ func (t *Tokens) now() time.Time {
 	return time.Now()
 }
 
+func (t *Tokens) leeway() time.Duration {
+	return min(max(t.Leeway, 0), MaxLeeway)
+}
+
 // Issue signs a token for subject with role and org, valid for ttl.
 func (t *Tokens) Issue(subject, role, org string, ttl time.Duration) (string, error) {
-	if !firmbridge.ValidRole(role) {
-		return "", firmbridge.Errorf(firmbridge.EINVALID, "invalid_role", "role %q is not one of bank, enterprise, regulator, provider, admin", role)
+	return t.IssueGrant(Grant{Subject: subject, Role: role, Org: org, TTL: ttl})
+}
+
+// IssueGrant signs a token carrying g.
+func (t *Tokens) IssueGrant(g Grant) (string, error) {
+	if !firmbridge.ValidRole(g.Role) {
+		return "", firmbridge.Errorf(firmbridge.EINVALID, "invalid_role", "role %q is not one of bank, enterprise, regulator, provider, admin", g.Role)
 	}
-	if org == "" {
+	if g.Org == "" {
 		return "", firmbridge.Errorf(firmbridge.EINVALID, "invalid_org", "org is required")
 	}
-	if ttl <= 0 || ttl > 24*time.Hour {
+	if g.TTL < time.Second || g.TTL > MaxTokenTTL {
 		return "", firmbridge.Errorf(firmbridge.EINVALID, "invalid_ttl", "ttl must be between 1s and 24h")
 	}
 	if t.Signing == nil {
@@ -56,11 +87,14 @@ func (t *Tokens) Issue(subject, role, org string, ttl time.Duration) (string, er
 		return "", fmt.Errorf("token id: %w", err)
 	}
 	now := t.now().UTC().Truncate(time.Second)
-	claims := Claims{Role: role, Org: org, RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: t.Issuer, Subject: subject, Audience: jwt.ClaimStrings{t.Audience},
-		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	claims := Claims{Role: g.Role, Org: g.Org, ClientID: g.ClientID, Scope: g.Scope, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: t.Issuer, Subject: g.Subject, Audience: jwt.ClaimStrings{t.Audience},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(g.TTL)),
 		ID: hex.EncodeToString(jti),
 	}}
+	if g.Role == firmbridge.RoleEnterprise {
+		claims.USCC = g.Org
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = t.Signing.ID
 	s, err := tok.SignedString(t.Signing.Private)
@@ -77,7 +111,7 @@ func (t *Tokens) Parse(raw string) (firmbridge.Identity, error) {
 	_, err := jwt.ParseWithClaims(raw, &claims, t.keyFor,
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(t.Issuer), jwt.WithAudience(t.Audience),
-		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(t.Leeway),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(t.leeway()),
 		jwt.WithTimeFunc(t.now),
 	)
 	if err != nil {
@@ -95,10 +129,21 @@ func (t *Tokens) Parse(raw string) (firmbridge.Identity, error) {
 	if claims.Subject == "" || claims.IssuedAt == nil || !firmbridge.ValidRole(claims.Role) || claims.Org == "" {
 		return firmbridge.Identity{}, firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_claims_missing", "the token must carry sub, iat, a known role and org")
 	}
+	// A token living longer than any we issue was not issued by us.
+	if claims.ExpiresAt.Sub(claims.IssuedAt.Time) > MaxTokenTTL {
+		return firmbridge.Identity{}, firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_invalid", "the token's lifetime exceeds %s", MaxTokenTTL)
+	}
+	if claims.USCC != "" && (claims.Role != firmbridge.RoleEnterprise || claims.USCC != claims.Org) {
+		return firmbridge.Identity{}, firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_invalid", "the token's uscc does not match its role and org")
+	}
 	return firmbridge.Identity{Subject: claims.Subject, Role: claims.Role, Org: claims.Org, TokenID: claims.ID}, nil
 }
 
 func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {
+	// RFC 7515 §4.1.11: extensions we do not understand must not be ignored.
+	if _, ok := tok.Header["crit"]; ok {
+		return nil, errors.New("token header has crit extensions")
+	}
 	kid, _ := tok.Header["kid"].(string)
 	if kid == "" {
 		return nil, errors.New("token has no kid")

@@ -2,10 +2,14 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
 )
@@ -24,6 +28,11 @@ type Config struct {
 	Issuer         string
 	Audience       string
 	LogLevel       string
+	// Authentication and limits of the API (see apiLimits).
+	VerifyKeyFiles string
+	ClientTokenTTL time.Duration
+	MaxBodyBytes   int64
+	RateLimits     map[string]*string // by role
 }
 
 func env(name, def string) string {
@@ -46,6 +55,63 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Issuer, "issuer", env("ISSUER", "firmbridge"), "token issuer, iss (FIRMBRIDGE_ISSUER)")
 	fs.StringVar(&c.Audience, "audience", env("AUDIENCE", "firmbridge-api"), "token audience, aud (FIRMBRIDGE_AUDIENCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (FIRMBRIDGE_LOG_LEVEL)")
+	c.registerLimits(fs)
+}
+
+// defaultRateLimits are per institution and role: N/s, N/m or N/h with an
+// optional :BURST, or off.
+var defaultRateLimits = map[string]string{
+	"bank": "100/s:200", "enterprise": "10/s:20", "regulator": "50/s:100", "provider": "20/s:40", "admin": "5/s:10",
+}
+
+func (c *Config) registerLimits(fs *flag.FlagSet) {
+	fs.StringVar(&c.VerifyKeyFiles, "verify-key-files", env("VERIFY_KEY_FILES", ""), "comma-separated PEM keys (public or private) whose tokens stay valid during a key rotation (FIRMBRIDGE_VERIFY_KEY_FILES)")
+	fs.Func("client-token-ttl", "lifetime of client-credentials tokens, at most 24h; default 1h (FIRMBRIDGE_CLIENT_TOKEN_TTL)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		c.ClientTokenTTL = d
+		return err
+	})
+	fs.Func("max-body-bytes", "largest JSON request body under /v1, in bytes; default 1048576 (FIRMBRIDGE_MAX_BODY_BYTES)", func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.MaxBodyBytes = n
+		return err
+	})
+	c.RateLimits = map[string]*string{}
+	for _, role := range firmbridge.Roles {
+		name := "RATE_LIMIT_" + strings.ToUpper(role)
+		c.RateLimits[role] = fs.String("rate-limit-"+role, env(name, defaultRateLimits[role]),
+			"requests per "+role+" institution: N/s, N/m or N/h, optionally :BURST, or off (FIRMBRIDGE_"+name+")")
+	}
+}
+
+// apiLimits reads the limit settings, environment first, then flags.
+func (c *Config) apiLimits() (rates map[string]api.Rate, ttl time.Duration, maxBody int64, err error) {
+	ttl, maxBody = c.ClientTokenTTL, c.MaxBodyBytes
+	if ttl == 0 {
+		if ttl, err = time.ParseDuration(env("CLIENT_TOKEN_TTL", "1h")); err != nil {
+			return nil, 0, 0, fmt.Errorf("FIRMBRIDGE_CLIENT_TOKEN_TTL: %w", err)
+		}
+	}
+	if ttl < time.Second || ttl > api.MaxTokenTTL {
+		return nil, 0, 0, fmt.Errorf("client token ttl %s: must be between 1s and 24h", ttl)
+	}
+	if maxBody == 0 {
+		if maxBody, err = strconv.ParseInt(env("MAX_BODY_BYTES", strconv.FormatInt(api.DefaultMaxBodyBytes, 10)), 10, 64); err != nil {
+			return nil, 0, 0, fmt.Errorf("FIRMBRIDGE_MAX_BODY_BYTES: %w", err)
+		}
+	}
+	if maxBody <= 0 {
+		return nil, 0, 0, fmt.Errorf("max body bytes %d: must be positive", maxBody)
+	}
+	rates = map[string]api.Rate{}
+	for role, spec := range c.RateLimits {
+		r, err := api.ParseRate(*spec)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("rate limit of %s (--rate-limit-%s, FIRMBRIDGE_RATE_LIMIT_%s): %w", role, role, strings.ToUpper(role), err)
+		}
+		rates[role] = r
+	}
+	return rates, ttl, maxBody, nil
 }
 
 func (c *Config) schema() schema.Config {

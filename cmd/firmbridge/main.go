@@ -24,6 +24,7 @@ Commands:
   migrate    apply schema migrations and create the Kafka topics
   token      print a signed access token: token --role ROLE --org ORG [--ttl 1h]
   keygen     create an Ed25519 token signing key
+  client     manage OAuth2 clients: client create|list|disable
   demo       publish generated provider data for a few hundred firms and grant demo consents
   normalize  check a provider file or envelopes offline: one JSON line per canonical row or reject
   bench      measure throughput against baselines in the same run: bench ingest [--records N]
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"migrate":   runMigrate,
 		"token":     runToken,
 		"keygen":    runKeygen,
+		"client":    runClient,
 		"demo":      runDemo,
 		"normalize": runNormalize,
 		"bench":     runBench,

@@ -21,8 +21,14 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("serve", stderr)
+	sweepEvery := fs.String("consent-sweep-interval", env("CONSENT_SWEEP_INTERVAL", api.DefaultSweepInterval.String()),
+		"how often consents past expiry are stored EXPIRED and unpublished consent events sent again (FIRMBRIDGE_CONSENT_SWEEP_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	sweepInterval, err := time.ParseDuration(*sweepEvery)
+	if err != nil || sweepInterval < time.Second {
+		return fmt.Errorf("consent sweep interval %q: want a duration of at least 1s, e.g. 30s", *sweepEvery)
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 	store, err := openAndMigrate(ctx, cfg)
@@ -39,6 +45,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer audit.Close()
 	raw := kafka.NewRawPublisher(cfg.kafka())
 	defer raw.Close()
+	consentEvents := kafka.NewConsentEvents(cfg.kafka(), cfg.kafka().Topic(firmbridge.TopicConsentEvents))
+	defer consentEvents.Close()
 	registry, err := all.Registry()
 	if err != nil {
 		return err
@@ -62,12 +70,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return kafka.Ping(ctx, cfg.kafka())
 		},
 	}
+	// Consent changes are published before they are answered (fail
+	// closed); receipts are the outbox the sweeper re-publishes from.
+	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
+	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --addr or FIRMBRIDGE_HTTP_ADDR)", cfg.HTTPAddr, err)
 	}
 	httpServer := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("API listening", "addr", "http://"+ln.Addr().String())
+	// Every instance sweeps; expiries are deterministic, so they agree.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); srv.RunConsentSweeper(sweepCtx, sweepInterval) }()
+	defer func() { stopSweep(); <-sweepDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- httpServer.Serve(ln) }()
 	select {

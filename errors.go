@@ -14,6 +14,8 @@ const (
 	EFORBIDDEN    = "forbidden"    // identity known, action not allowed
 	ECONFLICT     = "conflict"     // the state does not allow the action
 	ETOOLARGE     = "too_large"    // the request is bigger than allowed
+	EMETHOD       = "method"       // the resource exists, not with this method
+	ELIMITED      = "limited"      // too many requests; retry after a while
 	EUNSUPPORTED  = "unsupported"  // the request's media type is not accepted
 	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
 	EINTERNAL     = "internal"     // a bug or an unexpected failure

@@ -70,7 +70,7 @@ func TestProblems_CarryRequestID(t *testing.T) {
 		status                         int
 	}{
 		{http.MethodGet, "/nowhere", "", "", 404},
-		{http.MethodDelete, "/healthz", "", "", 400}, // method_not_allowed
+		{http.MethodDelete, "/healthz", "", "", 405}, // method_not_allowed
 		{http.MethodGet, "/v1/admin/clients", "", "given-by-the-caller", 401},
 		{http.MethodGet, "/v1/admin/clients", bank, "", 403},
 		{http.MethodPost, "/v1/admin/clients/x/disable", bank, "", 403},

@@ -9,13 +9,10 @@ import (
 	"github.com/firmbridge/firmbridge"
 )
 
-// kindRateLimited is the error kind of a request refused by the rate
-// limiter. The root package has no kind for it yet.
-const kindRateLimited = "rate_limited"
-
 // statusOf is the one table from error kinds to HTTP statuses.
 var statusOf = map[string]int{
-	kindRateLimited:          http.StatusTooManyRequests,
+	firmbridge.ELIMITED:      http.StatusTooManyRequests,
+	firmbridge.EMETHOD:       http.StatusMethodNotAllowed,
 	firmbridge.EINVALID:      http.StatusBadRequest,
 	firmbridge.ENOTFOUND:     http.StatusNotFound,
 	firmbridge.EUNAUTHORIZED: http.StatusUnauthorized,

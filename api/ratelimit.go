@@ -166,5 +166,5 @@ func (s *Server) rateLimit(c *gin.Context) {
 	}
 	secs := retryAfter(wait)
 	c.Header("Retry-After", strconv.Itoa(secs))
-	s.deny(c, firmbridge.Errorf(kindRateLimited, "rate_limited", "too many requests from %s; retry after %d s", id.Org, secs))
+	s.deny(c, firmbridge.Errorf(firmbridge.ELIMITED, "rate_limited", "too many requests from %s; retry after %d s", id.Org, secs))
 }

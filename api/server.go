@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,7 +99,10 @@ func (s *Server) Handler() http.Handler {
 		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.ENOTFOUND, "route_not_found", "no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeError(c, s.logger(), &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "method_not_allowed", Message: "method " + c.Request.Method + " is not allowed here"})
+		allowed := allowedMethods(r.Routes(), c.Request.URL.Path)
+		c.Header("Allow", strings.Join(allowed, ", "))
+		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.EMETHOD, "method_not_allowed", "method %s is not allowed here (allowed: %s)",
+			c.Request.Method, strings.Join(allowed, ", ")))
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
@@ -130,6 +134,28 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/consent-requests/:id/reject", s.allow(firmbridge.RoleEnterprise), s.handleRejectConsentRequest)
 	v1.POST("/ingest/:source", s.allow(firmbridge.RoleProvider), s.handleIngest)
 	return r
+}
+
+// allowedMethods lists the methods some route serves path with, for the
+// Allow header a 405 must carry (RFC 9110 §15.5.6).
+func allowedMethods(routes gin.RoutesInfo, path string) []string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	var out []string
+	for _, r := range routes {
+		pattern := strings.Split(strings.Trim(r.Path, "/"), "/")
+		if len(pattern) != len(segs) || slices.Contains(out, r.Method) {
+			continue
+		}
+		match := true
+		for i, p := range pattern {
+			match = match && (strings.HasPrefix(p, ":") || p == segs[i])
+		}
+		if match {
+			out = append(out, r.Method)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *Server) handleReady(c *gin.Context) {

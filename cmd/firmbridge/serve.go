@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,12 +25,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs, cfg := newFlags("serve", stderr)
 	sweepEvery := fs.String("consent-sweep-interval", env("CONSENT_SWEEP_INTERVAL", api.DefaultSweepInterval.String()),
 		"how often consents past expiry are stored EXPIRED and unpublished consent events sent again (FIRMBRIDGE_CONSENT_SWEEP_INTERVAL)")
+	cacheAge := fs.String("consent-cache-max-age", env("CONSENT_CACHE_MAX_AGE", api.DefaultConsentCacheMaxAge.String()),
+		"longest a firm's consents are served from memory when no consent event names it; 0 turns the cache off (FIRMBRIDGE_CONSENT_CACHE_MAX_AGE)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	sweepInterval, err := time.ParseDuration(*sweepEvery)
 	if err != nil || sweepInterval < time.Second {
 		return fmt.Errorf("consent sweep interval %q: want a duration of at least 1s, e.g. 30s", *sweepEvery)
+	}
+	cacheMaxAge, err := time.ParseDuration(*cacheAge)
+	if err != nil || cacheMaxAge < 0 {
+		return fmt.Errorf("consent cache max age %q: want a duration such as 10s, or 0 for no cache", *cacheAge)
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 	store, err := openAndMigrate(ctx, cfg)
@@ -76,6 +84,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
 		return err
 	}
+	if cacheMaxAge > 0 {
+		stopWatch := cacheConsents(ctx, cfg, srv, cacheMaxAge, promRegistry, logger)
+		defer stopWatch()
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set --addr or FIRMBRIDGE_HTTP_ADDR)", cfg.HTTPAddr, err)
@@ -101,6 +113,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// cacheConsents puts a ConsentCache in front of the server's consent store
+// and follows consent.events.v1 to keep it fresh; the returned func stops
+// following. Until the watch has caught up, and whenever it falls behind,
+// the cache reads through.
+func cacheConsents(ctx context.Context, cfg *Config, srv *api.Server, maxAge time.Duration, reg *prometheus.Registry, logger *slog.Logger) func() {
+	cache := &api.ConsentCache{Store: srv.Consents, MaxAge: maxAge}
+	srv.Consents = cache
+	stats := cache.Stats()
+	for result, n := range map[string]*atomic.Int64{"hit": &stats.Hits, "miss": &stats.Misses, "bypass": &stats.Bypassed} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "firmbridge_api_consent_cache_reads_total",
+			Help:        "Consent reads by the API's cache: hit, miss (loaded from ClickHouse) or bypass (the event watch is not caught up).",
+			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(n.Load()) }))
+	}
+	watch := &kafka.ConsentWatch{Config: cfg.kafka(), Topic: cfg.kafka().Topic(firmbridge.TopicConsentEvents),
+		OnEvent: cache.Invalidate, OnCaughtUp: cache.CaughtUp, Logger: logger}
+	watchCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := watch.Run(watchCtx); err != nil {
+			logger.Error("consent events not followed; every consent check reads ClickHouse", "err", err)
+		}
+	}()
+	return func() { stop(); <-done }
 }
 
 // openAndMigrate connects to ClickHouse, applies migrations and makes sure

@@ -140,9 +140,9 @@ func ParsePeriod(s string) (Period, error) {
 	var p Period
 	var y int
 	switch {
-	case len(f) == 7 && f[4] == '-' && digits(f[:4]) && digits(f[5:]): // 2024-03, the common form
+	case plainMonth(f) != "": // 2024-03, 2024/3, 202403, 2024年3月: most periods, without a regexp
 		y = atoiCN(f[:4])
-		mon := atoiCN(f[5:])
+		mon := atoiCN(plainMonth(f))
 		if mon < 1 || mon > 12 {
 			return Period{}, fmt.Errorf("period %q: month %d does not exist", s, mon)
 		}
@@ -183,6 +183,30 @@ func ParsePeriod(s string) (Period, error) {
 		return Period{}, fmt.Errorf("period %q: %w", s, err)
 	}
 	return p, nil
+}
+
+// plainMonth returns the month digits of a folded period written as a
+// year and a numeric month (YYYY-MM, YYYY/M, YYYY.MM, YYYYMM, YYYY年M月),
+// or "" for anything else, which the regular expressions then read.
+func plainMonth(f string) string {
+	if len(f) < 6 || !digits(f[:4]) {
+		return ""
+	}
+	rest := f[4:]
+	switch {
+	case len(rest) == 2 && digits(rest):
+		return rest
+	case rest[0] == '-' || rest[0] == '/' || rest[0] == '.':
+		rest = rest[1:]
+	case strings.HasPrefix(rest, "年") && strings.HasSuffix(rest, "月"):
+		rest = strings.TrimSuffix(strings.TrimPrefix(rest, "年"), "月")
+	default:
+		return ""
+	}
+	if (len(rest) == 1 || len(rest) == 2) && digits(rest) {
+		return rest
+	}
+	return ""
 }
 
 // digits reports whether s is all ASCII digits.

@@ -156,6 +156,24 @@ func ValidInstitution(id string) bool {
 	return true
 }
 
+// ReasonRequestLapsed is the reason of a consent request that expired
+// before the firm answered it.
+const ReasonRequestLapsed = "the request lapsed before the firm answered it"
+
+// Granted reports whether the firm ever granted the consent, on its own or
+// by approving a request. A request rejected, pending, or lapsed
+// unanswered never opened anything, so reading under it is
+// consent_required, not consent_expired.
+func (c *Consent) Granted() bool {
+	switch c.Status {
+	case ConsentPending, ConsentRejected:
+		return false
+	case ConsentExpired:
+		return c.RequestedBy == "" || c.Reason != ReasonRequestLapsed
+	}
+	return true
+}
+
 // EffectiveStatus is the status at time at: an ACTIVE consent past its
 // expiry is EXPIRED, one not yet valid is PENDING; a request (PENDING)
 // left unanswered past its expiry is EXPIRED too.

@@ -154,3 +154,23 @@ func TestValidInstitution(t *testing.T) {
 		}
 	}
 }
+
+func TestConsent_Granted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    firmbridge.Consent
+		want bool
+	}{
+		{"granted by the firm", firmbridge.Consent{Status: firmbridge.ConsentActive}, true},
+		{"revoked", firmbridge.Consent{Status: firmbridge.ConsentRevoked}, true},
+		{"expired grant", firmbridge.Consent{Status: firmbridge.ConsentExpired}, true},
+		{"approved request, expired", firmbridge.Consent{Status: firmbridge.ConsentExpired, RequestedBy: "u1"}, true},
+		{"request pending", firmbridge.Consent{Status: firmbridge.ConsentPending, RequestedBy: "u1"}, false},
+		{"request rejected", firmbridge.Consent{Status: firmbridge.ConsentRejected, RequestedBy: "u1"}, false},
+		{"request lapsed", firmbridge.Consent{Status: firmbridge.ConsentExpired, RequestedBy: "u1", Reason: firmbridge.ReasonRequestLapsed}, false},
+	} {
+		if got := tc.c.Granted(); got != tc.want {
+			t.Errorf("%s: Granted() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

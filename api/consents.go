@@ -169,6 +169,18 @@ func (s *Server) listConsents(c *gin.Context, id firmbridge.Identity, ev *firmbr
 			return []*firmbridge.Consent{}, err
 		}
 		ev.USCC = uscc
+		// An enterprise acts for its own firm only: naming another is
+		// refused, not silently ignored.
+		if raw := c.Query("uscc"); raw != "" {
+			named, err := connectors.NormalizeUSCC(raw)
+			if err != nil {
+				return []*firmbridge.Consent{}, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_uscc", Field: "uscc", Message: err.Error()}
+			}
+			if named != uscc {
+				return []*firmbridge.Consent{}, &firmbridge.Error{Kind: firmbridge.EFORBIDDEN, Code: "forbidden", Field: "uscc",
+					Message: "an enterprise token lists its own firm's consents only"}
+			}
+		}
 		if list, err = s.Consents.ConsentsForFirm(c.Request.Context(), uscc); err != nil {
 			return nil, err
 		}
@@ -458,6 +470,9 @@ func (s *Server) expireConsent(ctx context.Context, c *firmbridge.Consent) error
 	defer unlock()
 	next := *c
 	next.Status, next.UpdatedAt, next.UpdatedBy = firmbridge.ConsentExpired, c.ExpiresAt.UTC(), ExpiryActor
+	if c.Status == firmbridge.ConsentPending {
+		next.Reason = firmbridge.ReasonRequestLapsed // never granted: see Consent.Granted
+	}
 	next.Version = max(c.Version+1, firmbridge.VersionOf(c.ExpiresAt))
 	_, err := s.commitChange(ctx, c, &next, firmbridge.ConsentEventExpired)
 	return err

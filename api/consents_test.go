@@ -53,25 +53,6 @@ func (c *ctClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// ctAudit keeps access events in memory.
-type ctAudit struct {
-	mu     sync.Mutex
-	events []*firmbridge.AccessEvent
-}
-
-func (a *ctAudit) Record(_ context.Context, e *firmbridge.AccessEvent) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, e)
-	return nil
-}
-
-func (a *ctAudit) snapshot() []*firmbridge.AccessEvent {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.events)
-}
-
 // ctPublisher passes events to the real Kafka publisher, or fails while
 // fail is set.
 type ctPublisher struct {
@@ -114,7 +95,7 @@ type consentEnv struct {
 	srv     *api.Server
 	handler http.Handler
 	tokens  *api.Tokens
-	audit   *ctAudit
+	audit   *memAudit
 	clock   *ctClock
 	store   *ctStore
 	kafka   kafka.Config
@@ -136,7 +117,7 @@ func newConsentEnv(t *testing.T) *consentEnv {
 	env := &consentEnv{
 		t:      t,
 		tokens: &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: key},
-		audit:  &ctAudit{},
+		audit:  &memAudit{},
 		clock:  &ctClock{t: time.Now().UTC().Truncate(time.Second)},
 		store:  &ctStore{ConsentStore: schema.ConsentStore{Store: store}},
 		kafka:  kcfg,

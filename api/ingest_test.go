@@ -30,25 +30,6 @@ import (
 
 const providerOrg = "PROV-TAX-BUREAU-35"
 
-// memAudit keeps access events in memory.
-type memAudit struct {
-	mu     sync.Mutex
-	events []*firmbridge.AccessEvent
-}
-
-func (a *memAudit) Record(_ context.Context, e *firmbridge.AccessEvent) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, e)
-	return nil
-}
-
-func (a *memAudit) count() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.events)
-}
-
 // fakePublisher records batches, or fails with err.
 type fakePublisher struct {
 	mu      sync.Mutex

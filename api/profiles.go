@@ -155,7 +155,7 @@ func chooseConsent(consents []*firmbridge.Consent, grantee, uscc, purpose, scope
 	var newestForPurpose, activeOtherScope *firmbridge.Consent
 	otherPurpose := false
 	for _, c := range consents { // newest first
-		if c.USCC != uscc {
+		if c.USCC != uscc || !c.Granted() {
 			continue
 		}
 		active := c.EffectiveStatus(now) == firmbridge.ConsentActive

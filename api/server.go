@@ -61,11 +61,24 @@ type Server struct {
 	// MaxBodyBytes bounds request bodies under /v1, except pushes, which
 	// have their own limit; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// AuditGuard, when set, stops firm data while the audit log's signed
+	// digests are stale (fail closed, like X-Road).
+	AuditGuard DigestChecker
 	// Metrics and the registry /metrics serves; both optional.
 	Metrics  *Metrics
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// AuditQueries reads the sealed audit log for /v1/audit/* and
+	// /v1/access-log (nil: 503); AuditChains and AuditKeys verify its
+	// chains; AlertRules holds the alert thresholds (zero: defaults);
+	// AuthFailures bounds the events of failed authentications. See
+	// audit_routes.go, access_log.go, audit_authfail.go and docs/AUDIT.md.
+	AuditQueries AuditReader
+	AuditChains  firmbridge.AuditChainReader
+	AuditKeys    firmbridge.AuditKeys
+	AlertRules   AlertRules
+	AuthFailures AuthFailureLimiter
 }
 
 func (s *Server) now() time.Time {
@@ -106,6 +119,8 @@ func (s *Server) Handler() http.Handler {
 	})
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/openapi.json", s.openAPIHandler())
+	r.GET("/docs", s.docsHandler())
 	r.GET("/readyz", s.handleReady)
 	r.GET("/.well-known/jwks.json", func(c *gin.Context) { c.JSON(http.StatusOK, s.Tokens.JWKS()) })
 
@@ -117,15 +132,15 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/admin/clients", s.allow(firmbridge.RoleAdmin), s.handleCreateClient)
 	v1.GET("/admin/clients", s.allow(firmbridge.RoleAdmin), s.handleListClients)
 	v1.POST("/admin/clients/:id/disable", s.allow(firmbridge.RoleAdmin), s.handleDisableClient)
-	v1.GET("/firms/:uscc/profile", s.allow(firmbridge.RoleBank), s.handleProfile)
-	v1.GET("/firms/:uscc/tax", s.allow(firmbridge.RoleBank), s.handleTaxRecords)
-	v1.GET("/firms/:uscc/patents", s.allow(firmbridge.RoleBank), s.handlePatentRecords)
-	v1.GET("/firms/:uscc/operations", s.allow(firmbridge.RoleBank), s.handleOperationsRecords)
-	v1.POST("/profiles/batch", s.allow(firmbridge.RoleBank), s.handleProfileBatch)
+	v1.GET("/firms/:uscc/profile", s.allow(firmbridge.RoleBank), s.requireSealedAudit, s.handleProfile)
+	v1.GET("/firms/:uscc/tax", s.allow(firmbridge.RoleBank), s.requireSealedAudit, s.handleTaxRecords)
+	v1.GET("/firms/:uscc/patents", s.allow(firmbridge.RoleBank), s.requireSealedAudit, s.handlePatentRecords)
+	v1.GET("/firms/:uscc/operations", s.allow(firmbridge.RoleBank), s.requireSealedAudit, s.handleOperationsRecords)
+	v1.POST("/profiles/batch", s.allow(firmbridge.RoleBank), s.requireSealedAudit, s.handleProfileBatch)
 	v1.POST("/consents", s.allow(firmbridge.RoleEnterprise), s.handleGrantConsent)
 	v1.GET("/consents", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsents)
 	v1.GET("/consents/:id", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleGetConsent)
-	v1.POST("/consents/:id/revoke", s.allow(firmbridge.RoleEnterprise), s.handleRevokeConsent)
+	v1.POST("/consents/:id/revoke", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleRevokeConsent)
 	v1.GET("/consents/:id/receipts", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListReceipts)
 	v1.POST("/consent-requests", s.allow(firmbridge.RoleBank), s.handleCreateConsentRequest)
 	v1.GET("/consent-requests", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleListConsentRequests)
@@ -133,6 +148,12 @@ func (s *Server) Handler() http.Handler {
 	v1.POST("/consent-requests/:id/approve", s.allow(firmbridge.RoleEnterprise), s.handleApproveConsentRequest)
 	v1.POST("/consent-requests/:id/reject", s.allow(firmbridge.RoleEnterprise), s.handleRejectConsentRequest)
 	v1.POST("/ingest/:source", s.allow(firmbridge.RoleProvider), s.handleIngest)
+	v1.GET("/audit/events", s.allow(firmbridge.RoleRegulator), s.handleAuditEvents)
+	v1.GET("/audit/stats", s.allow(firmbridge.RoleRegulator), s.handleAuditStats)
+	v1.GET("/audit/export", s.allow(firmbridge.RoleRegulator), s.handleAuditExport)
+	v1.GET("/audit/alerts", s.allow(firmbridge.RoleRegulator), s.handleAuditAlerts)
+	v1.GET("/audit/verify", s.allow(firmbridge.RoleRegulator), s.handleAuditVerify)
+	v1.GET("/access-log", s.allow(firmbridge.RoleEnterprise, firmbridge.RoleBank), s.handleAccessLog)
 	return r
 }
 
@@ -195,18 +216,22 @@ func (s *Server) accessLog(c *gin.Context) {
 }
 
 // authenticate requires a valid bearer token and puts its identity in the
-// request context.
+// request context. A refusal is an access event, within the limits of
+// AuthFailures (audit_authfail.go).
 func (s *Server) authenticate(c *gin.Context) {
 	h := c.GetHeader("Authorization")
 	raw, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || strings.TrimSpace(raw) == "" {
 		c.Header("WWW-Authenticate", `Bearer realm="firmbridge"`)
-		writeError(c, s.logger(), firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_missing", "an Authorization: Bearer token is required"))
+		err := firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_missing", "an Authorization: Bearer token is required")
+		s.recordAuthFailure(c, err)
+		writeError(c, s.logger(), err)
 		return
 	}
 	id, err := s.Tokens.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		c.Header("WWW-Authenticate", `Bearer realm="firmbridge", error="invalid_token"`)
+		s.recordAuthFailure(c, err)
 		writeError(c, s.logger(), err)
 		return
 	}

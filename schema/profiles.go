@@ -18,13 +18,18 @@ import (
 
 // ProfileReader is the firmbridge.ProfileReader on ClickHouse.
 //
-// Every domain is read with one query: a UNION ALL of one branch per
-// table, each branch taking every record at its newest version
-// (argMax(..., version) grouped by record id), which is exact before
-// ClickHouse merged replaced rows away. A branch returns its columns as
-// one Array(String) taken whole at the newest version, so that a column
-// that became NULL in a correction is not skipped the way argMax skips
-// NULL values, and so that all branches share one shape (see record).
+// Every record is read at its newest version (argMax(..., version)
+// grouped by record id), which is exact before ClickHouse merged replaced
+// rows away. A record's columns come as one Array(String) taken whole at
+// the newest version, so that a column that became NULL in a correction
+// is not skipped the way argMax skips NULL values, and so that all kinds
+// of record share one shape (see record).
+//
+// Profiles read the copies of migration 0007 (profile_records,
+// patent_records, patent_links: the same rows, sorted by firm or
+// application in small granules, each already in that shape): one query
+// per domain for several firms, one query for one firm. Detail listings
+// read the canonical tables, one UNION ALL branch per table (see branch).
 type ProfileReader struct{ *Store }
 
 var _ firmbridge.ProfileReader = ProfileReader{}
@@ -319,9 +324,11 @@ func (g *profileGroup) having() []cond {
 	return []cond{{"d >= toDate(?)", []any{dateArg(g.floor)}}}
 }
 
-// ReadProfiles implements firmbridge.ProfileReader with at most four
-// queries, run concurrently, whatever the number of firms: identities,
-// tax, patents (applications and legal events together), operations.
+// ReadProfiles implements firmbridge.ProfileReader with a fixed number
+// of queries whatever the number of firms. Several firms take at most
+// four, run concurrently: identities, tax, patents (applications and
+// legal events together), operations. One firm, the API's profile, takes
+// one (readFirm).
 func (s ProfileReader) ReadProfiles(ctx context.Context, reqs []firmbridge.ProfileRequest) (map[string]*firmbridge.Profile, error) {
 	floors := map[string]time.Time{}
 	scopes := map[string][]string{}
@@ -349,14 +356,66 @@ func (s ProfileReader) ReadProfiles(ctx context.Context, reqs []firmbridge.Profi
 		return out, nil
 	}
 
+	var (
+		identities                   map[string]*firmbridge.FirmIdentity
+		taxRecs, patentRecs, opsRecs []record
+		err                          error
+	)
+	if len(all) == 1 {
+		identities, taxRecs, patentRecs, opsRecs, err = s.readFirm(ctx, all[0], floors[all[0]], taxG.has, patentG.has, opsG.has)
+	} else {
+		identities, taxRecs, patentRecs, opsRecs, err = s.readGroups(ctx, all, taxG, patentG, opsG)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	taxBy := byFirm(taxRecs)
+	opsBy := byFirm(opsRecs)
+	var pd *patentData
+	if patentG.has {
+		if pd, err = decodePatents(patentRecs); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range all {
+		p := &firmbridge.Profile{USCC: u, Identity: identities[u]}
+		if p.Identity == nil {
+			p.Identity = &firmbridge.FirmIdentity{USCC: u, Sources: []string{}}
+		}
+		floor := floors[u]
+		var td *taxData
+		if slices.Contains(scopes[u], firmbridge.ScopeTax) {
+			if td, err = decodeTax(since(taxBy[u], floor)); err != nil {
+				return nil, err
+			}
+			p.Tax = td.section(floor)
+		}
+		if slices.Contains(scopes[u], firmbridge.ScopePatent) {
+			p.Patents = pd.section(u, floor)
+		}
+		if slices.Contains(scopes[u], firmbridge.ScopeOperations) {
+			od, err := decodeOps(since(opsBy[u], floor))
+			if err != nil {
+				return nil, err
+			}
+			p.Operations = od.section(floor)
+			p.Consistency = consistency(td, od, floor)
+		}
+		out[u] = p
+	}
+	return out, nil
+}
+
+// readGroups reads the profiles of several firms: identities and one
+// query per domain asked for, run concurrently.
+func (s ProfileReader) readGroups(ctx context.Context, all []string, taxG, patentG, opsG profileGroup) (
+	identities map[string]*firmbridge.FirmIdentity, taxRecs, patentRecs, opsRecs []record, firstErr error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wg                           sync.WaitGroup
-		mu                           sync.Mutex
-		firstErr                     error
-		identities                   map[string]*firmbridge.FirmIdentity
-		taxRecs, patentRecs, opsRecs []record
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
 	run := func(f func() error) {
 		wg.Add(1)
@@ -383,47 +442,7 @@ func (s ProfileReader) ReadProfiles(ctx context.Context, reqs []firmbridge.Profi
 		run(func() (err error) { opsRecs, err = s.opsRecords(ctx, opsG.usccs, opsG.having()); return err })
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-
-	taxBy := byFirm(taxRecs)
-	opsBy := byFirm(opsRecs)
-	var pd *patentData
-	if patentG.has {
-		var err error
-		if pd, err = decodePatents(patentRecs); err != nil {
-			return nil, err
-		}
-	}
-	for _, u := range all {
-		p := &firmbridge.Profile{USCC: u, Identity: identities[u]}
-		if p.Identity == nil {
-			p.Identity = &firmbridge.FirmIdentity{USCC: u, Sources: []string{}}
-		}
-		floor := floors[u]
-		var td *taxData
-		if slices.Contains(scopes[u], firmbridge.ScopeTax) {
-			var err error
-			if td, err = decodeTax(since(taxBy[u], floor)); err != nil {
-				return nil, err
-			}
-			p.Tax = td.section(floor)
-		}
-		if slices.Contains(scopes[u], firmbridge.ScopePatent) {
-			p.Patents = pd.section(u, floor)
-		}
-		if slices.Contains(scopes[u], firmbridge.ScopeOperations) {
-			od, err := decodeOps(since(opsBy[u], floor))
-			if err != nil {
-				return nil, err
-			}
-			p.Operations = od.section(floor)
-			p.Consistency = consistency(td, od, floor)
-		}
-		out[u] = p
-	}
-	return out, nil
+	return identities, taxRecs, patentRecs, opsRecs, firstErr
 }
 
 func byFirm(recs []record) map[string][]record {
@@ -448,10 +467,11 @@ func since(recs []record, floor time.Time) []record {
 	return out
 }
 
-// identities reads the newest name of each firm.
+// identities reads the newest name of each firm (the firms table, as
+// copied to profile_records with kind 'firm' and fields [name]).
 func (s ProfileReader) identities(ctx context.Context, usccs []string) (map[string]*firmbridge.FirmIdentity, error) {
-	rows, err := s.conn.Query(ctx, `SELECT uscc, argMax(name, version), argMax(source, version), argMax(observed_at, version)
-		FROM firms WHERE uscc IN ? GROUP BY uscc`+pointRead, set(usccs))
+	rows, err := s.conn.Query(ctx, `SELECT uscc, argMax(fields[1], version), argMax(source, version), argMax(observed_at, version)
+		FROM profile_records WHERE uscc IN ? AND rkind = 'firm' GROUP BY uscc`+pointRead, set(usccs))
 	if err != nil {
 		return nil, fmt.Errorf("read firms: %w", err)
 	}
@@ -526,6 +546,35 @@ func chosen(branches []branch, sources []string) []branch {
 		}
 	}
 	return out
+}
+
+// kinds lists the record kinds of branches.
+func kinds(branches []branch) []string {
+	out := make([]string, len(branches))
+	for i, b := range branches {
+		out[i] = b.kind
+	}
+	return out
+}
+
+// firmRecords reads the records of the given kinds of firms from
+// profile_records, each at its newest version, as branch.sql reads them
+// from their tables (having filters records at their newest version).
+func (s ProfileReader) firmRecords(ctx context.Context, what string, kinds, usccs []string, having []cond) ([]record, error) {
+	var q strings.Builder
+	q.WriteString("SELECT rkind, uscc AS firm, rkey, argMax(data_date, version) AS d, argMax(fields, version) AS f, [emptyArrayString()] AS l, " +
+		"argMax(source, version) AS src, argMax(observed_at, version) AS obs FROM profile_records WHERE uscc IN ? AND rkind IN ? GROUP BY rkind, firm, rkey")
+	args := []any{set(usccs), set(kinds)}
+	for i, h := range having {
+		if i == 0 {
+			q.WriteString(" HAVING ")
+		} else {
+			q.WriteString(" AND ")
+		}
+		q.WriteString("(" + h.sql + ")")
+		args = append(args, h.args...)
+	}
+	return s.query(ctx, what, q.String(), args)
 }
 
 // firmBranches renders branches keyed by uscc for the given firms.

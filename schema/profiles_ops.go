@@ -22,9 +22,11 @@ var opsBranches = []branch{
 		fields: []string{str("direction"), str("amount"), "currency"}},
 }
 
+// opsKinds are the kinds of the operations branches.
+var opsKinds = kinds(opsBranches)
+
 func (s ProfileReader) opsRecords(ctx context.Context, usccs []string, having []cond) ([]record, error) {
-	sql, args := union(firmBranches(opsBranches, usccs, having))
-	return s.query(ctx, "operations", sql, args)
+	return s.firmRecords(ctx, "operations", opsKinds, usccs, having)
 }
 
 // OperationsRecords implements firmbridge.ProfileReader.

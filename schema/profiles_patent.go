@@ -48,14 +48,22 @@ const (
 // holds a patent, and so whether a pledge on it concerns the firm,
 // depends on records of any date, though only applications filed and
 // events that happened on or after a firm's floor are shown.
+//
+// It reads the copies of migration 0007 and selects the same rows as the
+// branches read from their tables: applications appliedBy or
+// transferNames the firms (patent_links 1 and 2), with the events of
+// those applications and the events keyed to or naming a firm (fields 8,
+// 5 and 7: uscc, from_party_uscc, to_party_uscc). patent_links names every
+// application one of those events is about (link 3), so the first
+// condition, which lets the primary key find the rows, drops none of them.
 func (s ProfileReader) patentProfileRecords(ctx context.Context, g profileGroup) ([]record, error) {
 	us := set(g.usccs)
-	candidates := cond{appliedBy + " OR " + transferNames, []any{us, us, us}}
-	p, pa := patentBranch.sql(candidates, nil)
-	e, ea := eventBranch.sql(cond{candidates.sql + " OR uscc IN ? OR from_party_uscc IN ? OR to_party_uscc IN ?",
-		[]any{us, us, us, us, us, us}}, nil)
-	sql, args := union([]string{p, e}, [][]any{pa, ea})
-	return s.query(ctx, "patents", sql, args)
+	const sql = "SELECT rkind, '' AS firm, rkey, argMax(data_date, version) AS d, argMax(fields, version) AS f, argMax(lists, version) AS l, " +
+		"argMax(source, version) AS src, argMax(observed_at, version) AS obs FROM patent_records " +
+		"WHERE application_no IN (SELECT application_no FROM patent_links WHERE firm IN ?) " +
+		"AND (application_no IN (SELECT application_no FROM patent_links WHERE firm IN ? AND link IN (1, 2)) " +
+		"OR (rkind = '" + kindEvent + "' AND (fields[8] IN ? OR fields[5] IN ? OR fields[7] IN ?))) GROUP BY rkind, firm, rkey"
+	return s.query(ctx, "patents", sql, []any{us, us, us, us, us})
 }
 
 type patentRow struct {

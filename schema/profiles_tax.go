@@ -24,9 +24,11 @@ var taxBranches = []branch{
 		fields: []string{str("tax_type"), str("tax_type_name"), str("amount_owed")}},
 }
 
+// taxKinds are the kinds of the tax branches.
+var taxKinds = kinds(taxBranches)
+
 func (s ProfileReader) taxRecords(ctx context.Context, usccs []string, having []cond) ([]record, error) {
-	sql, args := union(firmBranches(taxBranches, usccs, having))
-	return s.query(ctx, "tax", sql, args)
+	return s.firmRecords(ctx, "tax", taxKinds, usccs, having)
 }
 
 // TaxRecords implements firmbridge.ProfileReader.

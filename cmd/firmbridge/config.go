@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type Config struct {
 	ClientTokenTTL time.Duration
 	MaxBodyBytes   int64
 	RateLimits     map[string]*string // by role
+	// AuditKeyFile is the Ed25519 key that signs audit digests; empty means
+	// audit-signing.pem next to KeyFile (see auditKeyFile).
+	AuditKeyFile string
 }
 
 func env(name, def string) string {
@@ -56,6 +60,17 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Audience, "audience", env("AUDIENCE", "firmbridge-api"), "token audience, aud (FIRMBRIDGE_AUDIENCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (FIRMBRIDGE_LOG_LEVEL)")
 	c.registerLimits(fs)
+	fs.StringVar(&c.AuditKeyFile, "audit-key-file", env("AUDIT_KEY_FILE", ""), "Ed25519 PKCS#8 PEM key that signs audit digests; default audit-signing.pem in the directory of --key-file, i.e. .local/keys/audit-signing.pem (FIRMBRIDGE_AUDIT_KEY_FILE)")
+}
+
+// auditKeyFile is the audit signing key's path. By default it sits next to
+// the token key, so keygen and ingest agree on it whatever their working
+// directory when FIRMBRIDGE_KEY_FILE is absolute (as deploy/local sets it).
+func (c *Config) auditKeyFile() string {
+	if c.AuditKeyFile != "" {
+		return c.AuditKeyFile
+	}
+	return filepath.Join(filepath.Dir(c.KeyFile), "audit-signing.pem")
 }
 
 // defaultRateLimits are per institution and role: N/s, N/m or N/h with an

@@ -69,10 +69,14 @@ func TestThinSlice(t *testing.T) {
 	done := make(chan error, 2)
 	taxPipeline := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: rawTopic, GroupID: "test-" + rawTopic, DeadLetterTopic: dlqTopic,
 		Decode: ingest.EnvelopeDecoder(registry), Sink: store, BatchWait: 200 * time.Millisecond}
-	auditPipeline := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: auditTopic, GroupID: "test-" + auditTopic, DeadLetterTopic: auditDLQ,
-		Decode: ingest.AccessEventDecoder(), Sink: store, BatchWait: 200 * time.Millisecond}
-	for _, p := range []*ingest.Pipeline{taxPipeline, auditPipeline} {
-		go func() { done <- p.Run(ingestCtx) }()
+	auditKey, err := api.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditSealer := &ingest.Sealer{Brokers: kcfg.Brokers, Topic: auditTopic, GroupID: "test-" + auditTopic, DeadLetterTopic: auditDLQ,
+		Store: schema.AuditStore{Store: store}, SigningKey: auditKey.Private, KeyID: auditKey.ID, BatchWait: 200 * time.Millisecond}
+	for _, run := range []func(context.Context) error{taxPipeline.Run, auditSealer.Run} {
+		go func() { done <- run(ingestCtx) }()
 	}
 	defer func() {
 		stopIngest()
@@ -191,16 +195,17 @@ func TestThinSlice(t *testing.T) {
 		}
 	})
 
-	// Every authenticated request above touched firm data or consents:
-	// deny, grant, allow, revoke, deny, deny, role deny, invalid USCC deny.
-	waitFor(t, "8 access events", func() bool { return auditPipeline.Stats().Messages.Load() >= 8 })
-	waitCount(t, store, "SELECT count() FROM access_events FINAL", 8)
+	// Every request above touched firm data or consents: deny, grant,
+	// allow, revoke, deny, deny, role deny, no token (deny), invalid USCC
+	// deny.
+	waitFor(t, "9 access events", func() bool { return auditSealer.Stats().Messages.Load() >= 9 })
+	waitCount(t, store, "SELECT count() FROM audit_events FINAL", 9)
 	var allowed, denied uint64
-	if err := store.Conn().QueryRow(ctx, "SELECT countIf(decision = 'allow'), countIf(decision = 'deny') FROM access_events FINAL").Scan(&allowed, &denied); err != nil {
+	if err := store.Conn().QueryRow(ctx, "SELECT countIf(decision = 'allow'), countIf(decision = 'deny') FROM audit_events FINAL").Scan(&allowed, &denied); err != nil {
 		t.Fatal(err)
 	}
-	if allowed != 3 || denied != 5 {
-		t.Errorf("access events: %d allowed, %d denied; want 3 and 5", allowed, denied)
+	if allowed != 3 || denied != 6 {
+		t.Errorf("access events: %d allowed, %d denied; want 3 and 6", allowed, denied)
 	}
 }
 

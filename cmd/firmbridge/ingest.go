@@ -17,9 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/connectors/all"
 	"github.com/firmbridge/firmbridge/ingest"
 	"github.com/firmbridge/firmbridge/kafka"
+	"github.com/firmbridge/firmbridge/schema"
 )
 
 func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,8 +35,17 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batchRows := fs.Int("batch-rows", 50000, "flush a batch at this many rows")
 	batchWait := fs.Duration("batch-wait", time.Second, "or this long after its first record")
 	opsAddr := fs.String("ops-addr", env("INGEST_OPS_ADDR", "127.0.0.1:8081"), "address of /healthz, /readyz and /metrics (FIRMBRIDGE_INGEST_OPS_ADDR)")
+	digestEvery := fs.String("audit-digest-interval", env("AUDIT_DIGEST_INTERVAL", "10s"), "how often the audit sealer signs a digest of each chain (FIRMBRIDGE_AUDIT_DIGEST_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	digestInterval, err := time.ParseDuration(*digestEvery)
+	if err != nil || digestInterval < 100*time.Millisecond {
+		return fmt.Errorf("audit digest interval %q: want a duration of at least 100ms, e.g. 10s", *digestEvery)
+	}
+	auditKey, err := api.LoadSigningKey(cfg.auditKeyFile())
+	if err != nil {
+		return fmt.Errorf("audit sealer: %w (create the audit key with `firmbridge keygen --audit`)", err)
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 	store, err := openAndMigrate(ctx, cfg)
@@ -71,22 +82,30 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
 		})
 	}
-	pipelines = append(pipelines, &ingest.Pipeline{
-		Brokers: brokers, Topic: kcfg.Topic(firmbridge.TopicAuditAccess), GroupID: *group + ".audit",
-		DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic("audit")), Decode: ingest.AccessEventDecoder(), Sink: store,
-		Workers: 1, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
-	})
+	// Access events are sealed into hash chains (audit_events), not copied
+	// plainly; the sealer's group is its own, since it resumes from its
+	// checkpoint in ClickHouse and not from committed offsets.
+	sealer := &ingest.Sealer{
+		Brokers: brokers, Topic: kcfg.Topic(firmbridge.TopicAuditAccess), GroupID: *group + ".audit-sealer",
+		DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic("audit")), Store: schema.AuditStore{Store: store},
+		SigningKey: auditKey.Private, KeyID: auditKey.ID, DigestInterval: digestInterval,
+		Logger: logger, Metrics: ingest.NewSealerMetrics(promRegistry),
+	}
+	runners := []func(context.Context) error{sealer.Run}
+	for _, p := range pipelines {
+		runners = append(runners, p.Run)
+	}
 	// One pipeline failing stops them all, so the process exits and its
 	// supervisor restarts it rather than running half an ingest.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make([]error, len(pipelines))
-	for i, p := range pipelines {
+	errs := make([]error, len(runners))
+	for i, run := range runners {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = p.Run(ctx); errs[i] != nil {
+			if errs[i] = run(ctx); errs[i] != nil {
 				cancel()
 			}
 		}()

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"regexp"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,7 +49,9 @@ func TestRevocation_ReachesEveryInstance(t *testing.T) {
 		}
 		cmd := exec.Command(bin, "serve", "--addr", addr, "--clickhouse", testenv.ClickHouseAddr(),
 			"--clickhouse-db", store.Database(), "--kafka", strings.Join(kcfg.Brokers, ","),
-			"--topic-prefix", kcfg.TopicPrefix, "--key-file", keyFile, "--log-level", "warn")
+			"--topic-prefix", kcfg.TopicPrefix, "--key-file", keyFile, "--log-level", "warn",
+			// No sealer runs here: this test is about consents, not the audit guard.
+			"--audit-max-digest-age", "0")
 		cmd.Env = append(os.Environ(), "FIRMBRIDGE_RATE_LIMIT_BANK=off", "FIRMBRIDGE_RATE_LIMIT_ENTERPRISE=off")
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Start(); err != nil {

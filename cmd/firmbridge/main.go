@@ -20,10 +20,11 @@ Usage: firmbridge <command> [flags]
 
 Commands:
   serve      run the REST API (migrates the schema first)
-  ingest     run the ingest workers: raw topics and the audit topic into ClickHouse
+  ingest     run the ingest workers: raw topics into ClickHouse, and the audit sealer (hash chains, signed digests)
   migrate    apply schema migrations and create the Kafka topics
   token      print a signed access token: token --role ROLE --org ORG [--ttl 1h]
-  keygen     create an Ed25519 token signing key
+  keygen     create the Ed25519 token signing key and the audit digest signing key (--audit: only the latter)
+  audit      the sealed access log: audit verify [--from N --to M] [--chain C] [--export FILE], audit export, audit public-key
   client     manage OAuth2 clients: client create|list|disable
   demo       publish generated provider data for a few hundred firms and grant demo consents
   normalize  check a provider file or envelopes offline: one JSON line per canonical row or reject
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"migrate":   runMigrate,
 		"token":     runToken,
 		"keygen":    runKeygen,
+		"audit":     runAudit,
 		"client":    runClient,
 		"demo":      runDemo,
 		"normalize": runNormalize,

@@ -19,6 +19,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/firmbridge/firmbridge"
+	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/connectors/all"
 	"github.com/firmbridge/firmbridge/connectors/synth"
 	"github.com/firmbridge/firmbridge/ingest"
@@ -311,6 +312,15 @@ func TestIngest_KillNine(t *testing.T) {
 	e := expect(t, recs)
 	publish(t, kcfg, recs)
 
+	// firmbridge ingest seals the audit topic too, which needs its key.
+	auditKey := filepath.Join(t.TempDir(), "audit-signing.pem")
+	key, err := api.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.WriteSigningKey(auditKey, key); err != nil {
+		t.Fatal(err)
+	}
 	logPath := filepath.Join(t.TempDir(), "ingest.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -320,7 +330,8 @@ func TestIngest_KillNine(t *testing.T) {
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "ingest", "--group", "kill-"+kcfg.TopicPrefix, "--batch-rows", "20000", "--batch-wait", "500ms",
 			"--ops-addr", "127.0.0.1:0", "--clickhouse-db", store.Database(), "--topic-prefix", kcfg.TopicPrefix,
-			"--kafka", strings.Join(kcfg.Brokers, ","), "--clickhouse", testenv.ClickHouseAddr(), "--log-level", "warn")
+			"--kafka", strings.Join(kcfg.Brokers, ","), "--clickhouse", testenv.ClickHouseAddr(), "--log-level", "warn",
+			"--audit-key-file", auditKey)
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -27,8 +27,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"how often consents past expiry are stored EXPIRED and unpublished consent events sent again (FIRMBRIDGE_CONSENT_SWEEP_INTERVAL)")
 	cacheAge := fs.String("consent-cache-max-age", env("CONSENT_CACHE_MAX_AGE", api.DefaultConsentCacheMaxAge.String()),
 		"longest a firm's consents are served from memory when no consent event names it; 0 turns the cache off (FIRMBRIDGE_CONSENT_CACHE_MAX_AGE)")
+	digestAge := fs.String("audit-max-digest-age", env("AUDIT_MAX_DIGEST_AGE", "60s"),
+		"firm data is refused (503 audit_stalled) while the newest signed audit digest is older than this; 0 turns the check off (FIRMBRIDGE_AUDIT_MAX_DIGEST_AGE)")
+	auditKeys := fs.String("audit-public-keys", env("AUDIT_PUBLIC_KEYS", ""),
+		"PEM files of the keys audit digests may be signed with, comma-separated; default the audit signing key (FIRMBRIDGE_AUDIT_PUBLIC_KEYS)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	maxDigestAge, err := time.ParseDuration(*digestAge)
+	if err != nil || maxDigestAge < 0 {
+		return fmt.Errorf("audit max digest age %q: want a duration such as 60s, or 0 for no check", *digestAge)
+	}
+	if _, err := api.LoadOpenAPI(ctx); err != nil {
+		return fmt.Errorf("the API description is broken: %w", err)
 	}
 	sweepInterval, err := time.ParseDuration(*sweepEvery)
 	if err != nil || sweepInterval < time.Second {
@@ -83,6 +94,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
 	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
 		return err
+	}
+	// Regulators' queries and chain verification.
+	srv.AuditQueries, srv.AuditChains = schema.AuditQueries{Store: store}, schema.AuditStore{Store: store}
+	if srv.AuditKeys, err = loadAuditKeys(*auditKeys, cfg); err != nil {
+		logger.Warn("audit digests cannot be verified by this API (GET /v1/audit/verify answers 503)", "err", err)
+	}
+	if maxDigestAge > 0 {
+		// Fail closed like X-Road: no firm data while the access log is
+		// not being sealed and signed by firmbridge ingest.
+		srv.AuditGuard = &api.AuditGuard{Clock: schema.AuditStore{Store: store}, MaxAge: maxDigestAge}
 	}
 	if cacheMaxAge > 0 {
 		stopWatch := cacheConsents(ctx, cfg, srv, cacheMaxAge, promRegistry, logger)

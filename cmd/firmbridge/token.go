@@ -41,20 +41,32 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("keygen", stderr)
-	ifMissing := fs.Bool("if-missing", false, "do nothing when the key file exists")
+	ifMissing := fs.Bool("if-missing", false, "do nothing for a key file that exists")
+	auditOnly := fs.Bool("audit", false, "create only the audit digest signing key (--audit-key-file)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.KeyFile); err == nil && *ifMissing {
+	// The token key first, as before; then the audit key, so that one
+	// `keygen --if-missing` readies a fresh machine for serve and ingest.
+	if !*auditOnly {
+		if err := writeNewKey(cfg.KeyFile, "signing key", *ifMissing, stdout); err != nil {
+			return err
+		}
+	}
+	return writeNewKey(cfg.auditKeyFile(), "audit signing key", *ifMissing, stdout)
+}
+
+func writeNewKey(path, what string, ifMissing bool, stdout io.Writer) error {
+	if _, err := os.Stat(path); err == nil && ifMissing {
 		return nil
 	}
 	key, err := api.GenerateSigningKey()
 	if err != nil {
 		return err
 	}
-	if err := api.WriteSigningKey(cfg.KeyFile, key); err != nil {
+	if err := api.WriteSigningKey(path, key); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote signing key %s (kid %s)\n", cfg.KeyFile, key.ID)
+	fmt.Fprintf(stdout, "wrote %s %s (kid %s)\n", what, path, key.ID)
 	return nil
 }

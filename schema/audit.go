@@ -1,10 +1,12 @@
 package schema
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"iter"
+	"reflect"
 	"time"
 
 	"github.com/firmbridge/firmbridge"
@@ -12,9 +14,9 @@ import (
 
 // AuditStore keeps the sealed audit log (migration 0008): events in their
 // hash chains, the sealer's checkpoint per chain, and signed digests.
-// Reads that must be exact use FINAL, so a batch the sealer wrote twice
-// (after a crash) counts once while a forged row with a different key
-// stays visible to the verifier.
+// Reads of the chain for verification drop exact duplicate rows (a batch
+// the sealer wrote twice, after a crash) and keep anything else, so a
+// forged row stays visible to the verifier (see rangeEvents).
 type AuditStore struct{ *Store }
 
 var (
@@ -182,10 +184,11 @@ func (s AuditStore) digestSeq(ctx context.Context, errp *error, whereOrder strin
 	}
 }
 
-// eventSeq streams sealed events; a failure stops the stream and lands in *errp.
+// eventSeq streams sealed events; a failure stops the stream and lands in
+// *errp. It reads without FINAL: see rangeEvents.
 func (s AuditStore) eventSeq(ctx context.Context, errp *error, whereOrder string, args ...any) iter.Seq[firmbridge.SealedEvent] {
 	return func(yield func(firmbridge.SealedEvent) bool) {
-		rows, err := s.conn.Query(ctx, "SELECT "+auditEventColumns+" FROM audit_events FINAL WHERE "+whereOrder, args...)
+		rows, err := s.conn.Query(ctx, "SELECT "+auditEventColumns+" FROM audit_events "+whereOrder, args...)
 		if err != nil {
 			*errp = fmt.Errorf("read audit events: %w", err)
 			return
@@ -255,11 +258,49 @@ func (s AuditStore) chainRange(ctx context.Context, chain uint32, from, to uint6
 	return r, nil
 }
 
+// verifyWindow is how many sequence numbers one verification query reads.
+const verifyWindow = 100_000
+
+// rangeEvents streams a chain's events in seq order for verification and
+// export. audit_events is ordered for the regulator's queries, not by
+// (chain, seq), so FINAL over a range merges every part of the table at
+// once: at 10M events it ran out of memory (docs/BENCHMARKS.md). Instead
+// the range is read in windows of verifyWindow seqs without FINAL, and a
+// row identical to the one before it (what a re-seal after a crash writes)
+// is dropped here; a forged row differs somewhere and still reaches the
+// verifier, which reports it.
 func (s AuditStore) rangeEvents(ctx context.Context, r chainRange, chain uint32, errp *error) iter.Seq[firmbridge.SealedEvent] {
-	if r.upToSeq > 0 {
-		return s.eventSeq(ctx, errp, "chain = ? AND seq > ? AND seq <= ? ORDER BY seq, event_id", chain, r.afterSeq, r.upToSeq)
+	return func(yield func(firmbridge.SealedEvent) bool) {
+		last := r.upToSeq
+		if last == 0 {
+			if err := s.conn.QueryRow(ctx, "SELECT max(seq) FROM audit_events PREWHERE chain = ?", chain).Scan(&last); err != nil {
+				*errp = fmt.Errorf("read audit events: %w", err)
+				return
+			}
+		}
+		var prev *firmbridge.SealedEvent
+		for lo := r.afterSeq; lo < last; lo += verifyWindow {
+			hi := min(lo+verifyWindow, last)
+			for ev := range s.eventSeq(ctx, errp, "PREWHERE chain = ? AND seq > ? AND seq <= ? ORDER BY seq, event_id, hash, canonical", chain, lo, hi) {
+				if prev != nil && sameSealedRow(prev, &ev) {
+					continue
+				}
+				if !yield(ev) {
+					return
+				}
+				prev = &ev
+			}
+			if *errp != nil {
+				return
+			}
+		}
 	}
-	return s.eventSeq(ctx, errp, "chain = ? AND seq > ? ORDER BY seq, event_id", chain, r.afterSeq)
+}
+
+// sameSealedRow reports whether two rows are the same row written twice.
+func sameSealedRow(a, b *firmbridge.SealedEvent) bool {
+	return a.Chain == b.Chain && a.Seq == b.Seq && a.Hash == b.Hash && a.SourceOffset == b.SourceOffset &&
+		bytes.Equal(a.Canonical, b.Canonical) && reflect.DeepEqual(a.Event, b.Event)
 }
 
 func (s AuditStore) rangeDigests(ctx context.Context, r chainRange, chain uint32, errp *error) iter.Seq[firmbridge.AuditDigest] {

@@ -30,6 +30,8 @@ import (
 )
 
 const benchUsage = `Usage: firmbridge bench ingest [flags]
+       firmbridge bench api [--firms 100000] [--months N] [--requests N] [--concurrency C] [--duration D]
+       firmbridge bench audit [--events 10000000] [--banks 300] [--firms 100000] [--years 3] [--runs 20]
 
 Generates raw records with connectors/synth, publishes them to scratch topics,
 and measures in one run: the ingest pipelines end to end into a scratch
@@ -42,14 +44,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "ingest" {
 		return runBenchIngest(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "api" {
+		return runBenchAPI(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "audit" {
+		return runBenchAudit(ctx, args[1:], stdout, stderr)
+	}
 	fmt.Fprint(stderr, benchUsage)
 	switch {
 	case len(args) == 0:
-		return errors.New("bench: name a benchmark: bench ingest")
+		return errors.New("bench: name a benchmark: bench ingest, bench api or bench audit")
 	case args[0] == "-h" || args[0] == "--help":
 		return flag.ErrHelp
 	}
-	return fmt.Errorf("bench: unknown benchmark %q (there is: ingest)", args[0])
+	return fmt.Errorf("bench: unknown benchmark %q (there are: ingest, api, audit)", args[0])
 }
 
 // benchFlags are the settings of bench ingest.

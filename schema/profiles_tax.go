@@ -121,7 +121,30 @@ func decodeTax(recs []record) (*taxData, error) {
 			return nil, fr.err
 		}
 	}
+	td.vat = newestPerPeriod(td.vat)
 	return td, nil
+}
+
+// newestPerPeriod keeps one VAT return per period, the newest observation:
+// a firm files one return per period, and a provider may send it again
+// under another record id (an amended return, or a file pushed with other
+// ids); counting both would double the period's sales.
+func newestPerPeriod(vat []vatRow) []vatRow {
+	type span struct{ start, end time.Time }
+	by := map[span]int{}
+	out := vat[:0:0]
+	for _, v := range vat {
+		k := span{v.start, v.end}
+		i, seen := by[k]
+		switch {
+		case !seen:
+			by[k] = len(out)
+			out = append(out, v)
+		case v.rec.observed.After(out[i].rec.observed) || (v.rec.observed.Equal(out[i].rec.observed) && v.rec.key > out[i].rec.key):
+			out[i] = v
+		}
+	}
+	return out
 }
 
 // salesPeriods are the VAT returns as periods of taxable sales; anchor is

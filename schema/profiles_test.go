@@ -127,6 +127,11 @@ func profileFixture(t *testing.T) ([]firmbridge.Row, fixturePatents) {
 			vat(id, m, "110,000.00", "14300.00", filed, filed.AddDate(0, 0, 1))
 		}
 		vat(id, m, sales, out, filed, filed.AddDate(0, 0, 2))
+		if m.Equal(date(2023, 3, 1)) {
+			// The same period sent earlier under another record id, with
+			// another figure: one return per period, the newest counts.
+			vat("FILE-A-"+m.Format("200601"), m, "55,555.55", "7222.22", filed, filed.AddDate(0, 0, 1))
+		}
 	}
 	cit := func(year int, revenue, profit, payable string, filed time.Time) {
 		e.json("tax.cit_annual", fmt.Sprintf("CIT-A-%d", year), firmA, filed.AddDate(0, 0, 1), map[string]any{

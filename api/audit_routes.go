@@ -298,19 +298,12 @@ func decodeAuditCursor(params url.Values, list, filter string) (*schema.AuditEve
 	if _, given := params["cursor"]; !given {
 		return nil, nil
 	}
-	raw := params.Get("cursor")
-	bad := func(msg string) error {
-		return &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_cursor", Field: "cursor", Message: msg}
-	}
-	if raw == "" || len(raw) > maxCursorLen {
-		return nil, bad("cursor must be a next_cursor this endpoint returned")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil {
-		return nil, bad("cursor is not a cursor this endpoint returned")
-	}
+	bad := badCursor
 	var cur auditCursor
-	if err := json.Unmarshal(b, &cur); err != nil || cur.V != 1 || cur.Time < 0 {
+	if err := unmarshalCursor(params.Get("cursor"), &cur); err != nil {
+		return nil, err
+	}
+	if cur.V != 1 || cur.Time < 0 {
 		return nil, bad("cursor is not a cursor this endpoint returned")
 	}
 	if cur.List != list || cur.Filter != filter {

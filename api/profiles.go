@@ -439,19 +439,31 @@ func encodeCursor(scope, filter string, k firmbridge.RecordKey) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(raw string, l listing, filter string) (*firmbridge.RecordKey, error) {
-	bad := func(msg string) error {
-		return &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_cursor", Field: "cursor", Message: msg}
-	}
+// badCursor is the error of every cursor a listing did not hand out.
+func badCursor(msg string) error {
+	return &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_cursor", Field: "cursor", Message: msg}
+}
+
+// unmarshalCursor decodes an opaque cursor (base64url JSON) into v; the
+// caller then checks the fields it holds.
+func unmarshalCursor(raw string, v any) error {
 	if raw == "" || len(raw) > maxCursorLen {
-		return nil, bad("cursor must be a next_cursor this endpoint returned")
+		return badCursor("cursor must be a next_cursor this endpoint returned")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil {
-		return nil, bad("cursor is not a cursor this endpoint returned")
+	if err != nil || json.Unmarshal(b, v) != nil {
+		return badCursor("cursor is not a cursor this endpoint returned")
 	}
+	return nil
+}
+
+func decodeCursor(raw string, l listing, filter string) (*firmbridge.RecordKey, error) {
+	bad := badCursor
 	var cur cursor
-	if err := json.Unmarshal(b, &cur); err != nil || cur.V != 1 {
+	if err := unmarshalCursor(raw, &cur); err != nil {
+		return nil, err
+	}
+	if cur.V != 1 {
 		return nil, bad("cursor is not a cursor this endpoint returned")
 	}
 	if cur.Scope != l.scope || cur.Filter != filter {

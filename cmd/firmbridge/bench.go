@@ -304,7 +304,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		return nil
 	}
 	cmdline := "firmbridge bench ingest " + strings.Join(args, " ")
-	if err := appendBenchmark(o.output, now, strings.TrimSpace(cmdline), table, notes.String(), machine); err != nil {
+	if err := appendBenchmark(o.output, "ingest", now, strings.TrimSpace(cmdline), table, notes.String(), machine); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "appended to %s\n", o.output)
@@ -443,14 +443,14 @@ const benchmarksIntro = `# Benchmarks
 Written by ` + "`firmbridge bench ingest`" + `; see the top of this file for the method.
 `
 
-// appendBenchmark appends one run to the benchmarks file, creating it if
-// needed.
-func appendBenchmark(path string, at time.Time, cmdline, table, notes, machine string) error {
+// appendBenchmark appends one run of `bench kind` to the benchmarks file,
+// creating it if needed.
+func appendBenchmark(path, kind string, at time.Time, cmdline, table, notes, machine string) error {
 	var b bytes.Buffer
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		b.WriteString(benchmarksIntro)
 	}
-	fmt.Fprintf(&b, "\n## %s: bench ingest\n\n", at.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "\n## %s: bench %s\n\n", at.Format("2006-01-02 15:04 MST"), kind)
 	fmt.Fprintf(&b, "`%s`\n\n", cmdline)
 	b.WriteString(machine)
 	b.WriteString("\n")

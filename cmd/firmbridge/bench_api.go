@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -409,7 +408,7 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	cmdline := strings.TrimSpace("firmbridge bench api " + strings.Join(args, " "))
-	if err := appendBenchAPI(o.output, now, cmdline, table, notes.String(), machine); err != nil {
+	if err := appendBenchmark(o.output, "api", now, cmdline, table, notes.String(), machine); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "appended to %s\n", o.output)
@@ -456,29 +455,4 @@ func byTable(m map[string]int64) string {
 		parts[i] = fmt.Sprintf("%s %d", t, m[t])
 	}
 	return strings.Join(parts, ", ")
-}
-
-// appendBenchAPI appends one run to the benchmarks file, as appendBenchmark
-// does for bench ingest.
-func appendBenchAPI(path string, at time.Time, cmdline, table, notes, machine string) error {
-	var b bytes.Buffer
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		b.WriteString(benchmarksIntro)
-	}
-	fmt.Fprintf(&b, "\n## %s: bench api\n\n", at.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "`%s`\n\n", cmdline)
-	b.WriteString(machine)
-	b.WriteString("\n")
-	b.WriteString(table)
-	b.WriteString("\n")
-	b.WriteString(notes)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("bench: append to %s: %w", path, err)
-	}
-	return f.Close()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -202,7 +201,7 @@ func runBenchAudit(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return nil
 	}
 	cmdline := strings.TrimSpace("firmbridge bench audit " + strings.Join(args, " "))
-	if err := appendBenchAudit(o.output, now, cmdline, table, notes.String(), machine); err != nil {
+	if err := appendBenchmark(o.output, "audit", now, cmdline, table, notes.String(), machine); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "appended to %s\n", o.output)
@@ -299,29 +298,4 @@ func auditBenchMix(ctx context.Context, store *schema.Store) (string, error) {
 		return strings.Join(parts, ", ")
 	}
 	return fmt.Sprintf("roles %s; denied %.1f%% (of all events: %s)", share(roles, total), 100*float64(denied)/float64(total), share(reasons, total)), nil
-}
-
-// appendBenchAudit appends one run to the benchmarks file, as
-// appendBenchmark does for bench ingest.
-func appendBenchAudit(path string, at time.Time, cmdline, table, notes, machine string) error {
-	var b bytes.Buffer
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		b.WriteString(benchmarksIntro)
-	}
-	fmt.Fprintf(&b, "\n## %s: bench audit\n\n", at.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "`%s`\n\n", cmdline)
-	b.WriteString(machine)
-	b.WriteString("\n")
-	b.WriteString(table)
-	b.WriteString("\n")
-	b.WriteString(notes)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("bench: append to %s: %w", path, err)
-	}
-	return f.Close()
 }

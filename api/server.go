@@ -61,6 +61,11 @@ type Server struct {
 	// MaxBodyBytes bounds request bodies under /v1, except pushes, which
 	// have their own limit; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// TrustedProxies are the addresses (or CIDRs) of proxies whose
+	// X-Forwarded-For names the client; none by default, so the client
+	// address in an access event is the TCP peer and cannot be forged by
+	// a header.
+	TrustedProxies []string
 	// AuditGuard, when set, stops firm data while the audit log's signed
 	// digests are stale (fail closed, like X-Road).
 	AuditGuard DigestChecker
@@ -100,6 +105,11 @@ func (s *Server) logger() *slog.Logger {
 func (s *Server) Handler() http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	if err := r.SetTrustedProxies(s.TrustedProxies); err != nil {
+		// A bad list trusts no one: forged addresses are worse than none.
+		s.logger().Error("trusted proxies ignored", "err", err)
+		_ = r.SetTrustedProxies(nil)
+	}
 	r.Use(gin.Recovery(), s.withRequestID, s.accessLog)
 	if s.Metrics != nil {
 		r.Use(s.Metrics.observe)

@@ -27,3 +27,26 @@ func TestServer_MethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// The client address of an access event is the TCP peer unless the peer
+// is a configured proxy: an X-Forwarded-For header cannot forge it.
+func TestServer_ClientAddressFromTrustedProxiesOnly(t *testing.T) {
+	for _, tc := range []struct {
+		proxies []string
+		want    string
+	}{
+		{nil, "192.0.2.7"},
+		{[]string{"192.0.2.0/24"}, "198.51.100.9"},
+	} {
+		audit := &memAudit{}
+		h := (&api.Server{Audit: audit, TrustedProxies: tc.proxies}).Handler()
+		req := httptest.NewRequest(http.MethodGet, "/v1/access-log", nil)
+		req.RemoteAddr = "192.0.2.7:40000"
+		req.Header.Set("X-Forwarded-For", "198.51.100.9")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		events := audit.snapshot()
+		if len(events) != 1 || events[0].ClientAddr != tc.want {
+			t.Errorf("proxies %v: events %+v, want one with client address %s", tc.proxies, events, tc.want)
+		}
+	}
+}

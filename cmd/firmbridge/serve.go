@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"firm data is refused (503 audit_stalled) while the newest signed audit digest is older than this; 0 turns the check off (FIRMBRIDGE_AUDIT_MAX_DIGEST_AGE)")
 	auditKeys := fs.String("audit-public-keys", env("AUDIT_PUBLIC_KEYS", ""),
 		"PEM files of the keys audit digests may be signed with, comma-separated; default the audit signing key (FIRMBRIDGE_AUDIT_PUBLIC_KEYS)")
+	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""),
+		"comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client; empty: the TCP peer is the client (FIRMBRIDGE_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,6 +97,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
 	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
 		return err
+	}
+	for _, p := range strings.Split(*proxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			srv.TrustedProxies = append(srv.TrustedProxies, p)
+		}
 	}
 	// Regulators' queries and chain verification.
 	srv.AuditQueries, srv.AuditChains = schema.AuditQueries{Store: store}, schema.AuditStore{Store: store}

@@ -163,8 +163,18 @@ func cacheConsents(ctx context.Context, cfg *Config, srv *api.Server, maxAge tim
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := watch.Run(watchCtx); err != nil {
-			logger.Error("consent events not followed; every consent check reads ClickHouse", "err", err)
+		// A topic without a leader yet (a fresh cluster) fails the start:
+		// try again; meanwhile every consent check reads ClickHouse.
+		for watchCtx.Err() == nil {
+			err := watch.Run(watchCtx)
+			if err == nil || watchCtx.Err() != nil {
+				return
+			}
+			logger.Warn("consent events not followed yet; consent checks read ClickHouse", "err", err)
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(2 * time.Second):
+			}
 		}
 	}()
 	return func() { stop(); <-done }

@@ -73,24 +73,11 @@ func newIngestEnv(t *testing.T, raw firmbridge.RawPublisher, edit func(*api.Serv
 		audit:  &memAudit{},
 	}
 	if raw == nil {
-		env.kafka = testenv.Kafka(t)
-		env.kafka.TopicPrefix = "test.ingest." + testenv.Suffix() + "."
-		var topics []string
+		var raws []string
 		for _, d := range firmbridge.Domains {
-			topics = append(topics, env.kafka.Topic(firmbridge.RawTopic(d)))
+			raws = append(raws, firmbridge.RawTopic(d))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := kafka.EnsureTopics(ctx, env.kafka, topics...); err != nil {
-			t.Fatalf("create scratch raw topics: %v", err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := kafka.DeleteTopics(ctx, env.kafka, topics...); err != nil {
-				t.Logf("delete scratch topics: %v", err)
-			}
-		})
+		env.kafka = testenv.PrefixedKafka(t, raws...)
 		pub := kafka.NewRawPublisher(env.kafka)
 		t.Cleanup(func() { pub.Close() })
 		raw = pub

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -69,22 +68,8 @@ type mxEnv struct {
 func newMxEnv(t *testing.T, edit func(*api.Server)) *mxEnv {
 	t.Helper()
 	store := testenv.Store(t)
-	kcfg := testenv.Kafka(t)
-	kcfg.TopicPrefix = "test.matrix." + testenv.Suffix() + "."
-	topics := []string{kcfg.Topic(firmbridge.TopicConsentEvents), kcfg.Topic(firmbridge.RawTopic(firmbridge.DomainTax))}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, kcfg, topics...); err != nil {
-		t.Fatalf("create scratch topics: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := kafka.DeleteTopics(ctx, kcfg, topics...); err != nil {
-			t.Logf("delete scratch topics: %v", err)
-		}
-	})
-	events := kafka.NewConsentEvents(kcfg, topics[0])
+	kcfg := testenv.PrefixedKafka(t, firmbridge.TopicConsentEvents, firmbridge.RawTopic(firmbridge.DomainTax))
+	events := kafka.NewConsentEvents(kcfg, kcfg.Topic(firmbridge.TopicConsentEvents))
 	t.Cleanup(func() { events.Close() })
 	raw := kafka.NewRawPublisher(kcfg)
 	t.Cleanup(func() { raw.Close() })

@@ -396,25 +396,12 @@ func newOAEnv(t *testing.T) *oaEnv {
 		}
 	})
 	store := testenv.Store(t)
-	kcfg := testenv.Kafka(t)
-	kcfg.TopicPrefix = "test.openapi." + testenv.Suffix() + "."
-	topics := []string{kcfg.Topic(firmbridge.TopicConsentEvents)}
+	names := []string{firmbridge.TopicConsentEvents}
 	for _, d := range firmbridge.Domains {
-		topics = append(topics, kcfg.Topic(firmbridge.RawTopic(d)))
+		names = append(names, firmbridge.RawTopic(d))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, kcfg, topics...); err != nil {
-		t.Fatalf("create scratch topics: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := kafka.DeleteTopics(ctx, kcfg, topics...); err != nil {
-			t.Logf("delete scratch topics: %v", err)
-		}
-	})
-	events := kafka.NewConsentEvents(kcfg, topics[0])
+	kcfg := testenv.PrefixedKafka(t, names...)
+	events := kafka.NewConsentEvents(kcfg, kcfg.Topic(firmbridge.TopicConsentEvents))
 	t.Cleanup(func() { events.Close() })
 	raw := kafka.NewRawPublisher(kcfg)
 	t.Cleanup(func() { raw.Close() })

@@ -26,7 +26,7 @@ import (
 // repeated a few times and each wait is capped.
 func TestRevocation_ReachesEveryInstance(t *testing.T) {
 	store := testenv.Store(t)
-	kcfg := platformTopics(t)
+	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "signing.pem")

@@ -166,20 +166,6 @@ func publish(t *testing.T, kcfg kafka.Config, recs []synth.Record) {
 	}
 }
 
-// platformTopics creates every platform topic under a fresh prefix.
-func platformTopics(t *testing.T) kafka.Config {
-	t.Helper()
-	kcfg := testenv.Kafka(t)
-	kcfg.TopicPrefix = "test." + testenv.Suffix() + "."
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, kcfg, kcfg.PlatformTopics()...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = kafka.DeleteTopics(context.Background(), kcfg, kcfg.PlatformTopics()...) })
-	return kcfg
-}
-
 // deadLetters counts the messages in the dead-letter topics.
 func deadLetters(t *testing.T, kcfg kafka.Config) int64 {
 	t.Helper()
@@ -267,7 +253,7 @@ func (r *runningPipelines) stop(t *testing.T) (messages, deadLetters, retries in
 // records stored + dead letters, exactly.
 func TestIngest_MalformedRecords(t *testing.T) {
 	store := testenv.Store(t)
-	kcfg := platformTopics(t)
+	kcfg := testenv.PrefixedKafka(t)
 	recs := streamRecords(t, 7, 20000, 0.05)
 	e := expect(t, recs)
 	if e.rejects < 800 || e.rejects > 1200 {
@@ -306,7 +292,7 @@ func buildBinary(t *testing.T) string {
 // ClickHouse holds exactly the distinct records with the right sums.
 func TestIngest_KillNine(t *testing.T) {
 	store := testenv.Store(t)
-	kcfg := platformTopics(t)
+	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
 	recs := streamRecords(t, 11, 200000, 0)
 	e := expect(t, recs)
@@ -451,7 +437,7 @@ func TestIngest_ClickHouseOutage(t *testing.T) {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	kcfg := platformTopics(t)
+	kcfg := testenv.PrefixedKafka(t)
 	recs := streamRecords(t, 13, 60000, 0)
 	e := expect(t, recs)
 	publish(t, kcfg, recs)

@@ -94,6 +94,25 @@ func Kafka(t testing.TB) kafka.Config {
 	return cfg
 }
 
+// PrefixedKafka returns the test broker config with a fresh topic prefix,
+// for code that names topics through kafka.Config.Topic, and creates the
+// named platform topics under it (every platform topic when none is
+// named); they are deleted when the test ends.
+func PrefixedKafka(t testing.TB, names ...string) kafka.Config {
+	t.Helper()
+	cfg := Kafka(t)
+	cfg.TopicPrefix = "test." + Suffix() + "."
+	topics := cfg.PlatformTopics()
+	if len(names) > 0 {
+		topics = topics[:0]
+		for _, n := range names {
+			topics = append(topics, cfg.Topic(n))
+		}
+	}
+	ensureTopics(t, cfg, topics)
+	return cfg
+}
+
 // Topics creates scratch topics named after the given bases and deletes
 // them when the test ends; it returns their names in order.
 func Topics(t testing.TB, cfg kafka.Config, bases ...string) []string {
@@ -103,6 +122,13 @@ func Topics(t testing.TB, cfg kafka.Config, bases ...string) []string {
 	for i, b := range bases {
 		names[i] = "test." + b + "." + suffix
 	}
+	ensureTopics(t, cfg, names)
+	return names
+}
+
+// ensureTopics creates topics and deletes them when the test ends.
+func ensureTopics(t testing.TB, cfg kafka.Config, names []string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := kafka.EnsureTopics(ctx, cfg, names...); err != nil {
@@ -115,5 +141,4 @@ func Topics(t testing.TB, cfg kafka.Config, bases ...string) []string {
 			t.Logf("delete scratch topics: %v", err)
 		}
 	})
-	return names
 }

@@ -23,6 +23,11 @@ type Config struct {
 	Brokers           []string
 	Partitions        int // per new topic; default 4
 	ReplicationFactor int // per new topic; default 1 (one local broker)
+	// MinInsyncReplicas, when set, is the new topics' min.insync.replicas:
+	// with acks from all in-sync replicas, a write succeeds only once that
+	// many brokers hold it (2 of 3 in cluster mode), so one broker may fail
+	// without losing an acknowledged record or stopping writes.
+	MinInsyncReplicas int
 	// TopicPrefix is put before every platform topic name, so that several
 	// environments (or tests) can share one cluster.
 	TopicPrefix string
@@ -61,17 +66,17 @@ func (c Config) PlatformTopics() []string {
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are.
 func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
-	if len(cfg.Brokers) == 0 {
-		return errors.New("kafka: no brokers configured")
+	if cfg.ReplicationFactor < 0 || cfg.MinInsyncReplicas < 0 {
+		return fmt.Errorf("kafka: replication factor %d and min.insync.replicas %d must be whole numbers, 0 or more (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR, FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)", cfg.ReplicationFactor, cfg.MinInsyncReplicas)
 	}
-	conn, err := dial(ctx, cfg.Brokers[0])
+	conn, err := dialAny(ctx, cfg.Brokers)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	controller, err := conn.Controller()
 	if err != nil {
-		return fmt.Errorf("kafka at %s: find controller: %w", cfg.Brokers[0], err)
+		return fmt.Errorf("kafka at %s: find controller: %w", conn.RemoteAddr(), err)
 	}
 	ctrl, err := dial(ctx, net.JoinHostPort(controller.Host, strconv.Itoa(controller.Port)))
 	if err != nil {
@@ -80,7 +85,11 @@ func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
 	defer ctrl.Close()
 	specs := make([]kafkago.TopicConfig, 0, len(topics))
 	for _, t := range topics {
-		specs = append(specs, kafkago.TopicConfig{Topic: t, NumPartitions: cfg.partitions(), ReplicationFactor: cfg.replication()})
+		spec := kafkago.TopicConfig{Topic: t, NumPartitions: cfg.partitions(), ReplicationFactor: cfg.replication()}
+		if cfg.MinInsyncReplicas > 0 {
+			spec.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "min.insync.replicas", ConfigValue: strconv.Itoa(cfg.MinInsyncReplicas)}}
+		}
+		specs = append(specs, spec)
 	}
 	// kafka-go ignores "topic already exists" per topic, so this is idempotent.
 	if err := ctrl.CreateTopics(specs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
@@ -118,7 +127,7 @@ func allLed(parts []kafkago.Partition) bool {
 
 // DeleteTopics removes topics; tests use it to clean up.
 func DeleteTopics(ctx context.Context, cfg Config, topics ...string) error {
-	conn, err := dial(ctx, cfg.Brokers[0])
+	conn, err := dialAny(ctx, cfg.Brokers)
 	if err != nil {
 		return err
 	}
@@ -138,20 +147,34 @@ func DeleteTopics(ctx context.Context, cfg Config, topics ...string) error {
 	return nil
 }
 
-// Ping checks that a broker answers a metadata request.
+// Ping checks that a broker of the list answers a metadata request.
 func Ping(ctx context.Context, cfg Config) error {
-	if len(cfg.Brokers) == 0 {
-		return errors.New("kafka: no brokers configured")
-	}
-	conn, err := dial(ctx, cfg.Brokers[0])
+	conn, err := dialAny(ctx, cfg.Brokers)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	if _, err := conn.Brokers(); err != nil {
-		return fmt.Errorf("kafka at %s: metadata: %w", cfg.Brokers[0], err)
+		return fmt.Errorf("kafka at %s: metadata: %w", conn.RemoteAddr(), err)
 	}
 	return nil
+}
+
+// dialAny connects to the first broker of the list that answers, so that
+// topic administration works while one broker of a cluster is down.
+func dialAny(ctx context.Context, brokers []string) (*kafkago.Conn, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("kafka: no brokers configured")
+	}
+	var errs []error
+	for _, b := range brokers {
+		conn, err := dial(ctx, b)
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
 }
 
 func dial(ctx context.Context, addr string) (*kafkago.Conn, error) {

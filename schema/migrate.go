@@ -94,9 +94,11 @@ type AppliedMigration struct {
 // migration whose file changed after it was applied is an error: migrations
 // are append-only.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
-	if err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version UInt32, name String, checksum String, applied_at DateTime
-	) ENGINE = ReplacingMergeTree ORDER BY version`); err != nil {
+	create := "CREATE TABLE IF NOT EXISTS schema_migrations (" + migrationsColumns + ") ENGINE = ReplacingMergeTree ORDER BY version"
+	if s.cluster != "" {
+		create = s.clusterDDL().migrationsTable()
+	}
+	if err := s.conn.Exec(ctx, create); err != nil {
 		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	migrations, err := Migrations()
@@ -120,8 +122,16 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
-				return ran, fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			rendered := []string{stmt}
+			if s.cluster != "" {
+				if rendered, err = s.clusterDDL().render(stmt); err != nil {
+					return ran, fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+				}
+			}
+			for _, r := range rendered {
+				if err := s.conn.Exec(ctx, r); err != nil {
+					return ran, fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+				}
 			}
 		}
 		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO schema_migrations (version, name, checksum, applied_at)")
@@ -138,6 +148,10 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		ran = append(ran, m.Version)
 	}
 	return ran, nil
+}
+
+func (s *Store) clusterDDL() clusterDDL {
+	return clusterDDL{cluster: s.cluster, database: s.database}
 }
 
 // AppliedMigrations lists the recorded migrations in order.

@@ -18,16 +18,24 @@ import (
 
 // Config says where ClickHouse is.
 type Config struct {
-	Addr     string // host:port of the native protocol
+	// Addr is host:port of the native protocol, or several, comma-separated:
+	// servers are tried in order, so a client moves to the next replica when
+	// one is down.
+	Addr     string
 	Database string
 	Username string
 	Password string
+	// Cluster names a cluster in the servers' remote_servers. Set, the
+	// migrations create replicated and Distributed tables ON CLUSTER
+	// (cluster.go); empty, one server holds everything.
+	Cluster string
 }
 
 // Store reads and writes firmbridge's tables in one ClickHouse database.
 type Store struct {
 	conn     driver.Conn
 	database string
+	cluster  string
 	Logger   *slog.Logger
 }
 
@@ -39,20 +47,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if !identifier.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("clickhouse database name %q is not a plain identifier", cfg.Database)
 	}
+	if cfg.Cluster != "" && !identifier.MatchString(cfg.Cluster) {
+		return nil, fmt.Errorf("clickhouse cluster name %q is not a plain identifier", cfg.Cluster)
+	}
 	if cfg.Username == "" {
 		cfg.Username = "default"
 	}
 	// The database may not exist yet: create it through a connection to "default".
-	boot, err := connect(cfg.Addr, "default", cfg.Username, cfg.Password)
+	boot, err := connect(cfg, "default")
 	if err != nil {
 		return nil, err
 	}
-	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database)
+	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database+onCluster(cfg.Cluster))
 	boot.Close()
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse at %s: create database %s: %w", cfg.Addr, cfg.Database, err)
 	}
-	conn, err := connect(cfg.Addr, cfg.Database, cfg.Username, cfg.Password)
+	conn, err := connect(cfg, cfg.Database)
 	if err != nil {
 		return nil, err
 	}
@@ -60,28 +71,67 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse at %s: %w", cfg.Addr, err)
 	}
-	return &Store{conn: conn, database: cfg.Database, Logger: slog.Default()}, nil
+	return &Store{conn: conn, database: cfg.Database, cluster: cfg.Cluster, Logger: slog.Default()}, nil
 }
 
-func connect(addr, database, user, password string) (driver.Conn, error) {
-	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr:             []string{addr},
-		Auth:             clickhouse.Auth{Database: database, Username: user, Password: password},
+// Addrs splits a comma-separated list of servers.
+func Addrs(list string) []string {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// clusterSettings apply to every query in cluster mode. Inserts into a
+// Distributed table return only once each shard stored its rows (not when
+// they are spooled on the server that took the insert), and an IN or JOIN
+// subquery over a Distributed table runs once and is sent to every shard,
+// which is right whatever the tables' sharding keys are.
+var clusterSettings = clickhouse.Settings{
+	"insert_distributed_sync":  1,
+	"distributed_product_mode": "global",
+}
+
+func connect(cfg Config, database string) (driver.Conn, error) {
+	opts := &clickhouse.Options{
+		Addr:             Addrs(cfg.Addr),
+		Auth:             clickhouse.Auth{Database: database, Username: cfg.Username, Password: cfg.Password},
 		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
 		DialTimeout:      5 * time.Second,
 		MaxOpenConns:     16,
 		MaxIdleConns:     8,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
-	})
+	}
+	if cfg.Cluster != "" {
+		opts.Settings = clusterSettings
+	}
+	conn, err := clickhouse.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse at %s: %w", addr, err)
+		return nil, fmt.Errorf("clickhouse at %s: %w", cfg.Addr, err)
 	}
 	if err := conn.Ping(context.Background()); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("clickhouse at %s does not answer (start it with deploy/local/services.sh up): %w", addr, err)
+		hint := "start it with deploy/local/services.sh up"
+		if cfg.Cluster != "" {
+			hint = "start the local cluster with deploy/local/cluster.sh up"
+		}
+		return nil, fmt.Errorf("clickhouse at %s does not answer (%s): %w", cfg.Addr, hint, err)
 	}
 	return conn, nil
 }
+
+func onCluster(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + cluster
+}
+
+// Cluster names the ClickHouse cluster the store's tables span; empty on one server.
+func (s *Store) Cluster() string { return s.cluster }
 
 // Close releases the connections.
 func (s *Store) Close() error { return s.conn.Close() }
@@ -95,7 +145,7 @@ func (s *Store) Conn() driver.Conn { return s.conn }
 // DropDatabase removes the store's whole database. Tests use it to clean up
 // their scratch databases.
 func (s *Store) DropDatabase(ctx context.Context) error {
-	return s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.database)
+	return s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.database+onCluster(s.cluster))
 }
 
 // InsertRows writes rows in one batch per table and column list. It returns

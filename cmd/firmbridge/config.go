@@ -23,12 +23,18 @@ type Config struct {
 	ClickHouseDB   string
 	ClickHouseUser string
 	ClickHousePass string
-	KafkaBrokers   string
-	TopicPrefix    string
-	KeyFile        string
-	Issuer         string
-	Audience       string
-	LogLevel       string
+	// ClickHouseCluster names the cluster of remote_servers that migrations
+	// create tables on (replicated and Distributed); empty for one server.
+	ClickHouseCluster string
+	KafkaBrokers      string
+	// New topics' replication factor and min.insync.replicas (0: broker default).
+	KafkaReplicationFactor int
+	KafkaMinInsync         int
+	TopicPrefix            string
+	KeyFile                string
+	Issuer                 string
+	Audience               string
+	LogLevel               string
 	// Authentication and limits of the API (see apiLimits).
 	VerifyKeyFiles string
 	ClientTokenTTL time.Duration
@@ -46,14 +52,31 @@ func env(name, def string) string {
 	return def
 }
 
+// envInt is env for a whole number. A value that is not one becomes -1,
+// which kafka.EnsureTopics refuses, naming the variable.
+func envInt(name string, def int) int {
+	v := env(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 // register adds the shared flags to fs.
 func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "addr", env("HTTP_ADDR", "127.0.0.1:8080"), "API listen address (FIRMBRIDGE_HTTP_ADDR)")
-	fs.StringVar(&c.ClickHouseAddr, "clickhouse", env("CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native address (FIRMBRIDGE_CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ClickHouseAddr, "clickhouse", env("CLICKHOUSE_ADDR", "127.0.0.1:19000"), "ClickHouse native address, or several comma-separated replicas tried in order (FIRMBRIDGE_CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", env("CLICKHOUSE_CLUSTER", ""), "ClickHouse cluster (remote_servers) for replicated, Distributed tables; empty for one server (FIRMBRIDGE_CLICKHOUSE_CLUSTER)")
 	fs.StringVar(&c.ClickHouseDB, "clickhouse-db", env("CLICKHOUSE_DB", "firmbridge"), "ClickHouse database (FIRMBRIDGE_CLICKHOUSE_DB)")
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (FIRMBRIDGE_CLICKHOUSE_USER)")
 	c.ClickHousePass = env("CLICKHOUSE_PASSWORD", "") // environment only: flags show up in ps
 	fs.StringVar(&c.KafkaBrokers, "kafka", env("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers, comma-separated (FIRMBRIDGE_KAFKA_BROKERS)")
+	fs.IntVar(&c.KafkaReplicationFactor, "kafka-replication-factor", envInt("KAFKA_REPLICATION_FACTOR", 1), "replication factor of the topics firmbridge creates (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR)")
+	fs.IntVar(&c.KafkaMinInsync, "kafka-min-insync-replicas", envInt("KAFKA_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of the topics firmbridge creates; 0 leaves the broker default (FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", env("TOPIC_PREFIX", ""), "prefix of every Kafka topic name, to share a cluster between environments (FIRMBRIDGE_TOPIC_PREFIX)")
 	fs.StringVar(&c.KeyFile, "key-file", env("KEY_FILE", ".local/keys/jwt-signing.pem"), "Ed25519 PKCS#8 PEM token signing key (FIRMBRIDGE_KEY_FILE)")
 	fs.StringVar(&c.Issuer, "issuer", env("ISSUER", "firmbridge"), "token issuer, iss (FIRMBRIDGE_ISSUER)")
@@ -130,7 +153,7 @@ func (c *Config) apiLimits() (rates map[string]api.Rate, ttl time.Duration, maxB
 }
 
 func (c *Config) schema() schema.Config {
-	return schema.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDB, Username: c.ClickHouseUser, Password: c.ClickHousePass}
+	return schema.Config{Addr: c.ClickHouseAddr, Database: c.ClickHouseDB, Username: c.ClickHouseUser, Password: c.ClickHousePass, Cluster: c.ClickHouseCluster}
 }
 
 func (c *Config) kafka() kafka.Config {
@@ -140,7 +163,8 @@ func (c *Config) kafka() kafka.Config {
 			brokers = append(brokers, b)
 		}
 	}
-	return kafka.Config{Brokers: brokers, TopicPrefix: c.TopicPrefix}
+	return kafka.Config{Brokers: brokers, TopicPrefix: c.TopicPrefix,
+		ReplicationFactor: c.KafkaReplicationFactor, MinInsyncReplicas: c.KafkaMinInsync}
 }
 
 const defaultTokenTTL = time.Hour

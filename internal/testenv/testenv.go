@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,29 @@ const howToStart = "start the services with `deploy/local/services.sh up` (or ru
 // ClickHouseAddr is the native address of the test ClickHouse.
 func ClickHouseAddr() string { return getenv("FIRMBRIDGE_CLICKHOUSE_ADDR", "127.0.0.1:19000") }
 
+// ClickHouseCluster is the cluster the test ClickHouse servers form, empty
+// for the single server of deploy/local/services.sh. Set (as
+// deploy/local/cluster.sh env prints it), every scratch database is created
+// on the cluster, with replicated and Distributed tables.
+func ClickHouseCluster() string { return os.Getenv("FIRMBRIDGE_CLICKHOUSE_CLUSTER") }
+
 // KafkaBrokers are the test Kafka brokers.
 func KafkaBrokers() []string {
 	return strings.Split(getenv("FIRMBRIDGE_KAFKA_BROKERS", "127.0.0.1:19092"), ",")
+}
+
+// intenv reads a whole number from the environment, 0 when unset.
+func intenv(t testing.TB, k string) int {
+	t.Helper()
+	v := os.Getenv(k)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q is not a whole number", k, v)
+	}
+	return n
 }
 
 func getenv(k, def string) string {
@@ -61,7 +82,7 @@ func Store(t testing.TB) *schema.Store {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	store, err := schema.Open(ctx, schema.Config{Addr: ClickHouseAddr(), Database: scratchName(t)})
+	store, err := schema.Open(ctx, schema.Config{Addr: ClickHouseAddr(), Database: scratchName(t), Cluster: ClickHouseCluster()})
 	if err != nil {
 		t.Fatalf("ClickHouse is not reachable at %s: %v\n%s", ClickHouseAddr(), err, howToStart)
 	}
@@ -85,7 +106,8 @@ func Kafka(t testing.TB) kafka.Config {
 	if testing.Short() {
 		t.Skip("needs Kafka; skipped because -short was given")
 	}
-	cfg := kafka.Config{Brokers: KafkaBrokers(), Partitions: 2}
+	cfg := kafka.Config{Brokers: KafkaBrokers(), Partitions: 2,
+		ReplicationFactor: intenv(t, "FIRMBRIDGE_KAFKA_REPLICATION_FACTOR"), MinInsyncReplicas: intenv(t, "FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS")}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := kafka.Ping(ctx, cfg); err != nil {

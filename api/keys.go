@@ -41,7 +41,7 @@ func GenerateSigningKey() (*SigningKey, error) {
 func LoadSigningKey(path string) (*SigningKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w (create one with `firmbridge keygen --out %s`)", err, path)
+		return nil, fmt.Errorf("read signing key: %w (create one with `firmbridge keygen --key-file %s`)", err, path)
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "PRIVATE KEY" {

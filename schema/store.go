@@ -58,6 +58,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Cluster != "" {
+		if err := checkClusterSettings(ctx, boot, cfg.Addr); err != nil {
+			boot.Close()
+			return nil, err
+		}
+	}
 	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+cfg.Database+onCluster(cfg.Cluster))
 	boot.Close()
 	if err != nil {
@@ -71,6 +77,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse at %s: %w", cfg.Addr, err)
 	}
+
 	return &Store{conn: conn, database: cfg.Database, cluster: cfg.Cluster, Logger: slog.Default()}, nil
 }
 
@@ -85,14 +92,32 @@ func Addrs(list string) []string {
 	return out
 }
 
-// clusterSettings apply to every query in cluster mode. Inserts into a
-// Distributed table return only once each shard stored its rows (not when
-// they are spooled on the server that took the insert), and an IN or JOIN
-// subquery over a Distributed table runs once and is sent to every shard,
-// which is right whatever the tables' sharding keys are.
-var clusterSettings = clickhouse.Settings{
-	"insert_distributed_sync":  1,
-	"distributed_product_mode": "global",
+// clusterSettings apply to every query in cluster mode: an insert into a
+// Distributed table returns only once each shard stored its rows, not
+// when they are spooled on the server that took the insert.
+var clusterSettings = clickhouse.Settings{"insert_distributed_sync": 1}
+
+// serverClusterSettings must be set in the servers' user profile: the
+// native protocol of ClickHouse 18.16 carries no string settings from this
+// client. With 'global', an IN or JOIN subquery over a Distributed table
+// runs once and its result goes to every shard, which is right whatever the
+// tables' sharding keys are (the default, 'deny', refuses such queries as
+// soon as a cluster has two shards).
+var serverClusterSettings = map[string]string{"distributed_product_mode": "global"}
+
+// checkClusterSettings fails unless the server runs queries of this
+// connection with serverClusterSettings.
+func checkClusterSettings(ctx context.Context, conn driver.Conn, addr string) error {
+	for name, want := range serverClusterSettings {
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = ?", name).Scan(&got); err != nil {
+			return fmt.Errorf("clickhouse at %s: read setting %s: %w", addr, name, err)
+		}
+		if got != want {
+			return fmt.Errorf("clickhouse at %s: cluster mode needs %s = '%s' in the user profile of the servers (it is '%s'); see docs/DEPLOY.md", addr, name, want, got)
+		}
+	}
+	return nil
 }
 
 func connect(cfg Config, database string) (driver.Conn, error) {

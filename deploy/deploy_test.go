@@ -1302,9 +1302,29 @@ func TestEnvNamesAreRead(t *testing.T) {
 
 // TestCommandsAndFlags: every container runs a real subcommand with flags
 // that subcommand has.
+// composeHealthchecks are the health checks of firmbridge compose services
+// that run the binary itself (`firmbridge healthcheck --url ...`), as
+// containers whose argv follows the entry point.
+func (ms *manifests) composeHealthchecks(t *testing.T, b *binaryModel) []container {
+	t.Helper()
+	var out []container
+	for _, c := range ms.composeContainers(b) {
+		test := strList(dig(c.c["healthcheck"], "test"))
+		if len(test) < 2 || test[0] != "CMD" || !slices.Equal(test[1:2], ms.docker.final().entrypoint) {
+			if len(test) > 0 {
+				t.Errorf("%s: health check %v does not run the image's binary %v (the image has no shell or curl)", c.where, test, ms.docker.final().entrypoint)
+			}
+			continue
+		}
+		out = append(out, container{where: c.where + " healthcheck", image: c.image, argv: test[2:], env: c.env, c: c.c})
+	}
+	return out
+}
+
 func TestCommandsAndFlags(t *testing.T) {
 	ms, b := loadManifests(t), loadBinary(t)
 	all := append(ms.k8sContainers(t), ms.composeContainers(b)...)
+	all = append(all, ms.composeHealthchecks(t, b)...)
 	if len(all) == 0 {
 		t.Fatal("no firmbridge containers")
 	}
@@ -1881,6 +1901,27 @@ func TestKustomization(t *testing.T) {
 func TestCompose(t *testing.T) {
 	ms, b := loadManifests(t), loadBinary(t)
 	services := ms.composeServices()
+	// A service's own health check asks the port its process listens on.
+	checks := ms.composeHealthchecks(t, b)
+	for _, c := range ms.composeContainers(b) {
+		if _, listens := listeners[c.cmd()]; !listens {
+			continue
+		}
+		_, port, err := listenAddr(c, ms, b)
+		if err != nil {
+			t.Errorf("%s: %v", c.where, err)
+			continue
+		}
+		i := slices.IndexFunc(checks, func(h container) bool { return h.where == c.where+" healthcheck" })
+		if i < 0 {
+			t.Errorf("%s: no health check running `firmbridge healthcheck`", c.where)
+			continue
+		}
+		url, _ := checks[i].flag("url")
+		if checks[i].cmd() != "healthcheck" || !strings.HasSuffix(url, ":"+strconv.Itoa(port)+"/readyz") {
+			t.Errorf("%s: health check %v does not ask /readyz on the listen port %d", c.where, checks[i].argv, port)
+		}
+	}
 	volumes := mapOf(ms.compose["volumes"])
 	for name, s := range services {
 		for dep, cond := range mapOf(s["depends_on"]) {

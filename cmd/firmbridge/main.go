@@ -29,6 +29,7 @@ Commands:
   demo       publish generated provider data for a few hundred firms and grant demo consents
   normalize  check a provider file or envelopes offline: one JSON line per canonical row or reject
   bench      measure throughput against baselines in the same run: bench ingest [--records N]
+  healthcheck  ask a health endpoint and fail unless it answers 2xx (for images without curl): healthcheck --url URL
 
 Every command takes -h for its flags. Settings also come from FIRMBRIDGE_* environment variables.
 `
@@ -52,16 +53,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	commands := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"serve":     runServe,
-		"ingest":    runIngest,
-		"migrate":   runMigrate,
-		"token":     runToken,
-		"keygen":    runKeygen,
-		"audit":     runAudit,
-		"client":    runClient,
-		"demo":      runDemo,
-		"normalize": runNormalize,
-		"bench":     runBench,
+		"serve":       runServe,
+		"ingest":      runIngest,
+		"migrate":     runMigrate,
+		"token":       runToken,
+		"keygen":      runKeygen,
+		"audit":       runAudit,
+		"client":      runClient,
+		"demo":        runDemo,
+		"normalize":   runNormalize,
+		"bench":       runBench,
+		"healthcheck": runHealthcheck,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

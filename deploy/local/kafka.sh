@@ -21,86 +21,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 # Heap for a 2-core test machine (Kafka's own scripts use 1 GiB).
 : "${FIRMBRIDGE_KAFKA_HEAP_OPTS:=-Xms256m -Xmx512m}"
 
-TEMPLATES=$FIRMBRIDGE_LOCAL_DIR/kafka
-POM=$TEMPLATES/pom.xml
-LIB=$FIRMBRIDGE_KAFKA_DIR/lib
-LIB_STAMP=$FIRMBRIDGE_KAFKA_DIR/lib.sha256
+# shellcheck source=kafka_lib.sh
+source "$FIRMBRIDGE_LOCAL_DIR/kafka_lib.sh"
+
+TEMPLATES=$KAFKA_TEMPLATES
 DATA=$FIRMBRIDGE_KAFKA_DIR/data
 PROPS=$FIRMBRIDGE_KAFKA_DIR/server.properties
 CLUSTER_ID_FILE=$FIRMBRIDGE_KAFKA_DIR/cluster.id
 PIDFILE=$FIRMBRIDGE_RUN_DIR/kafka.pid
 # stdout/stderr of the JVM: crashes and anything logged before log4j2 is set up.
 OUTLOG=${FIRMBRIDGE_KAFKA_LOG%.log}.out
-MVNLOG=$FIRMBRIDGE_LOG_DIR/kafka-mvn.log
-READY=$FIRMBRIDGE_BIN_DIR/kafkaready
 ADDR=$FIRMBRIDGE_HOST:$FIRMBRIDGE_KAFKA_PORT
 # What identifies our broker in /proc/PID/cmdline.
 PATTERN="kafka.Kafka $PROPS"
 
-JAVA=java
-[[ -n ${JAVA_HOME:-} && -x ${JAVA_HOME:-}/bin/java ]] && JAVA=$JAVA_HOME/bin/java
-
-check_java() {
-	local version major
-	command -v "$JAVA" >/dev/null 2>&1 ||
-		fb_die "java not found; install Java 17 or later (apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
-	version="$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)"
-	major=${version%%.*}
-	# Java 8 and older report themselves as 1.x.
-	[[ $major == 1 ]] && major="$(cut -d. -f2 <<<"$version")"
-	[[ $major =~ ^[0-9]+$ ]] ||
-		fb_die "cannot tell the version of $JAVA ('$version'); put Java 17 or later first in PATH or set JAVA_HOME"
-	((major >= 17)) ||
-		fb_die "$JAVA is Java $version but Kafka 4.1 needs 17 or later; install openjdk-17-jre-headless or set JAVA_HOME"
-}
-
-check_mvn() {
-	command -v mvn >/dev/null 2>&1 || fb_apt_install maven
-	command -v mvn >/dev/null 2>&1 ||
-		fb_die "mvn not found and apt-get install maven did not provide it; install Maven 3.6+ by hand"
-}
-
-# ensure_lib: copy the broker's jars into $LIB unless they match the current pom.
-ensure_lib() {
-	local want
-	want="$(sha256sum "$POM" | cut -d' ' -f1)"
-	if [[ -d $LIB && -f $LIB_STAMP && $(<"$LIB_STAMP") == "$want" ]]; then
-		return 0
-	fi
-	check_mvn
-	fb_say "fetching the Kafka jars with Maven into $LIB (only when $POM changes)"
-	mkdir -p "$FIRMBRIDGE_KAFKA_DIR" "$FIRMBRIDGE_LOG_DIR"
-	rm -rf "$LIB.tmp"
-	# Into a temporary folder first, so an interrupted fetch never looks complete.
-	if ! mvn -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
-		-DoutputDirectory="$LIB.tmp" >"$MVNLOG" 2>&1; then
-		fb_log_tail "$MVNLOG" 30
-		fb_die "mvn could not fetch the Kafka jars (see $MVNLOG); check access to Maven Central and the versions in $POM"
-	fi
-	rm -rf "$LIB"
-	mv "$LIB.tmp" "$LIB"
-	echo "$want" >"$LIB_STAMP"
-}
-
-# ensure_ready_tool: build kafkaready once (and again when its source changes).
-ensure_ready_tool() {
-	local src=$FIRMBRIDGE_LOCAL_DIR/kafkaready/main.go
-	[[ -x $READY && ! $src -nt $READY ]] && return 0
-	command -v go >/dev/null 2>&1 ||
-		fb_die "go not found; install Go (see go.mod) to build deploy/local/kafkaready, the readiness check"
-	mkdir -p "$FIRMBRIDGE_BIN_DIR"
-	# Per-process temporary name: status may run this concurrently with a start.
-	(cd "$FIRMBRIDGE_REPO" && go build -o "$READY.$$" ./deploy/local/kafkaready) ||
-		fb_die "could not build deploy/local/kafkaready (go build errors above); fix go.mod/go.sum (it needs github.com/segmentio/kafka-go)"
-	mv -f "$READY.$$" "$READY"
-}
-
-# java_opts: the system properties every Kafka JVM here gets (logging setup).
-java_opts() {
-	printf '%s\n' "-Dlog4j2.configurationFile=$TEMPLATES/log4j2.xml" \
-		"-Dkafka.logs.dir=$FIRMBRIDGE_LOG_DIR" "-Dfirmbridge.kafka.log=$FIRMBRIDGE_KAFKA_LOG" \
-		-Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
-}
+# check_java, ensure_lib, ensure_ready_tool and java_opts: kafka_lib.sh.
 
 render_props() {
 	mkdir -p "$DATA" "$FIRMBRIDGE_LOG_DIR" "$FIRMBRIDGE_RUN_DIR"
@@ -114,7 +49,7 @@ format_storage() {
 	local id out
 	[[ -f $DATA/meta.properties ]] && return 0
 	local -a opts
-	mapfile -t opts < <(java_opts)
+	mapfile -t opts < <(java_opts "$FIRMBRIDGE_KAFKA_LOG" "$FIRMBRIDGE_LOG_DIR")
 	if [[ -s $CLUSTER_ID_FILE ]]; then
 		id="$(<"$CLUSTER_ID_FILE")"
 	else
@@ -185,7 +120,7 @@ start() {
 
 	local -a heap opts
 	read -r -a heap <<<"$FIRMBRIDGE_KAFKA_HEAP_OPTS"
-	mapfile -t opts < <(java_opts)
+	mapfile -t opts < <(java_opts "$FIRMBRIDGE_KAFKA_LOG" "$FIRMBRIDGE_LOG_DIR")
 	started=$SECONDS
 	fb_launch "$FIRMBRIDGE_KAFKA_DIR" "$OUTLOG" "$JAVA" "${heap[@]}" \
 		-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \

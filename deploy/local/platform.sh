@@ -8,6 +8,11 @@
 #   deploy/local/platform.sh down    stop the API, the workers, Kafka and ClickHouse
 #   deploy/local/platform.sh reset   down, then delete every local data directory
 #   deploy/local/platform.sh status
+#
+# With FIRMBRIDGE_CLUSTER_MODE=1 (make up-cluster, make down-cluster), the
+# services are the local cluster of cluster.sh instead: ZooKeeper, two
+# ClickHouse replicas and three Kafka brokers; the API and workers get its
+# settings (replicated and Distributed tables, topics replicated three times).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 FB_NAME=platform
@@ -18,6 +23,14 @@ source "$here/env.sh"
 : "${FIRMBRIDGE_HTTP_ADDR:=127.0.0.1:8080}"
 : "${FIRMBRIDGE_INGEST_OPS_ADDR:=127.0.0.1:8081}"
 export FIRMBRIDGE_HTTP_ADDR FIRMBRIDGE_INGEST_OPS_ADDR
+services="$here/services.sh"
+if [[ ${FIRMBRIDGE_CLUSTER_MODE:-0} == 1 ]]; then
+	services="$here/cluster.sh"
+	# The cluster's addresses, cluster name and topic replication settings.
+	set -a
+	eval "$("$here/cluster.sh" env)"
+	set +a
+fi
 export FIRMBRIDGE_CLICKHOUSE_ADDR="${FIRMBRIDGE_CLICKHOUSE_ADDR:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_CH_TCP_PORT}"
 export FIRMBRIDGE_KAFKA_BROKERS="${FIRMBRIDGE_KAFKA_BROKERS:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_KAFKA_PORT}"
 export FIRMBRIDGE_KEY_FILE="${FIRMBRIDGE_KEY_FILE:-$FIRMBRIDGE_HOME/keys/jwt-signing.pem}"
@@ -48,7 +61,7 @@ start_proc() {
 
 up() {
 	command -v go >/dev/null 2>&1 || fb_die "go is not on PATH; install the Go toolchain (1.26 or later)"
-	"$here/services.sh" up
+	"$services" up
 	fb_say "building $bin"
 	mkdir -p "$FIRMBRIDGE_BIN_DIR"
 	(cd "$FIRMBRIDGE_REPO" && go build -o "$bin" ./cmd/firmbridge)
@@ -83,7 +96,7 @@ up() {
 down() {
 	stop_proc serve
 	stop_proc ingest
-	"$here/services.sh" down
+	"$services" down
 }
 
 case "${1:-}" in
@@ -95,7 +108,7 @@ reset)
 	rm -rf "$FIRMBRIDGE_HOME"
 	;;
 status)
-	"$here/services.sh" status || true
+	"$services" status || true
 	for p in ingest serve; do
 		pid="$(fb_pid_of "$FIRMBRIDGE_RUN_DIR/$p.pid" "firmbridge $p")"
 		fb_say "firmbridge $p: ${pid:+running (pid $pid)}${pid:-not running}"

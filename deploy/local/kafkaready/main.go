@@ -3,8 +3,13 @@
 //
 //	kafkaready -addr 127.0.0.1:19092 -timeout 5s
 //
-// It exits 0 when the broker listed itself and a controller, and 1 with the
+// It exits 0 when the broker listed a broker and a controller, and 1 with the
 // error otherwise. It makes one attempt; the caller decides how long to retry.
+// For a cluster (deploy/local/cluster.sh), -brokers N also asks that the metadata
+// list at least N live brokers, and -self that it list the broker at -addr itself
+// (registered and unfenced, so it serves again after a restart):
+//
+//	kafkaready -addr 127.0.0.1:19192 -brokers 3 -self
 package main
 
 import (
@@ -23,9 +28,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:19092", "broker address host:port")
 	timeout := flag.Duration("timeout", 5*time.Second, "bound for the whole check")
 	quiet := flag.Bool("q", false, "print nothing on success")
+	want := flag.Int("brokers", 1, "least number of live brokers the metadata must list")
+	self := flag.Bool("self", false, "the metadata must list the broker at -addr itself")
 	flag.Parse()
 
 	brokers, controller, err := check(*addr, *timeout)
+	if err == nil {
+		err = enough(brokers, *addr, *want, *self)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kafkaready: broker %s not ready: %v\n", *addr, err)
 		os.Exit(1)
@@ -64,4 +74,20 @@ func check(addr string, timeout time.Duration) ([]kafka.Broker, kafka.Broker, er
 		return nil, kafka.Broker{}, errors.New("metadata names no controller yet")
 	}
 	return brokers, controller, nil
+}
+
+// enough checks the broker list against -brokers and -self.
+func enough(brokers []kafka.Broker, addr string, want int, self bool) error {
+	if len(brokers) < want {
+		return fmt.Errorf("metadata lists %d live broker(s), want %d", len(brokers), want)
+	}
+	if !self {
+		return nil
+	}
+	for _, b := range brokers {
+		if net.JoinHostPort(b.Host, fmt.Sprint(b.Port)) == addr {
+			return nil
+		}
+	}
+	return fmt.Errorf("metadata does not list %s itself among %d live broker(s) yet", addr, len(brokers))
 }

@@ -96,7 +96,6 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var dlq *kafkago.Writer
 	if p.DeadLetterTopic != "" {
 		dlq = kafka.NewWriter(kafka.Config{Brokers: p.Brokers}, p.DeadLetterTopic)
-		dlq.MaxAttempts = 5
 		defer dlq.Close()
 	}
 	var wg sync.WaitGroup

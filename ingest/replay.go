@@ -84,7 +84,6 @@ func (r *Replay) Run(ctx context.Context) (ReplayStats, error) {
 		start[p.Partition] = p.CommittedOffset
 	}
 	writer := kafka.NewWriter(kafka.Config{Brokers: r.Brokers}, r.RawTopic)
-	writer.MaxAttempts = 5
 	defer writer.Close()
 
 	for _, po := range ends.Topics[r.DeadLetterTopic] {

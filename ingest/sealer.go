@@ -109,7 +109,6 @@ func (s *Sealer) Run(ctx context.Context) error {
 		return errors.New("sealer: a dead-letter topic is required")
 	}
 	dlq := kafka.NewWriter(kafka.Config{Brokers: s.Brokers}, s.DeadLetterTopic)
-	dlq.MaxAttempts = 5
 	defer dlq.Close()
 
 	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{

@@ -157,7 +157,7 @@ func waitReplicasInSync(t *testing.T, s *schema.Store, bound time.Duration) {
 	deadline := time.Now().Add(bound)
 	for {
 		var tables, queued, inactive uint64
-		err := s.Conn().QueryRow(context.Background(), `SELECT count(), sum(queue_size), sum(total_replicas - active_replicas)
+		err := s.Conn().QueryRow(context.Background(), `SELECT count(), toUInt64(sum(queue_size)), toUInt64(sum(total_replicas - active_replicas))
 			FROM system.replicas WHERE database = ?`, s.Database()).Scan(&tables, &queued, &inactive)
 		if err == nil && tables > 0 && queued == 0 && inactive == 0 {
 			return
@@ -217,9 +217,10 @@ func TestCluster_IngestWhileClickHouseServerDies(t *testing.T) {
 		}
 		return n
 	}
+	// Mid-stream: once a quarter of the records are stored.
 	deadline := time.Now().Add(90 * time.Second)
-	for total() == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	for total() < len(recs)/4 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	before := total()
 	clusterNode(t, "kill", "ch1") // the first server: where ingest writes

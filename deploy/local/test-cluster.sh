@@ -3,7 +3,7 @@
 # The cluster-mode tests, against the local cluster of cluster.sh (ZooKeeper,
 # two ClickHouse replicas, three Kafka brokers). Starts the cluster if it is
 # not running and stops it again afterwards if it started it, also when a
-# test fails. `make test` runs this after the single-node tests.
+# test fails. `make test` (deploy/local/test.sh) runs this after the single-node tests.
 #
 #   deploy/local/test-cluster.sh [go test flags...]   default: the fault tests
 #                                                     of cmd/firmbridge and the
@@ -38,7 +38,8 @@ eval "$("$here/cluster.sh" env)"
 set +a
 fb_say "go test in cluster mode (ClickHouse $FIRMBRIDGE_CLICKHOUSE_ADDR on cluster $FIRMBRIDGE_CLICKHOUSE_CLUSTER, Kafka $FIRMBRIDGE_KAFKA_BROKERS)"
 if [[ $# -gt 0 ]]; then
-	exec go test -count=1 -timeout 30m -tags cluster "$@"
+	go test -count=1 -timeout 30m -tags cluster "$@"
+	exit 0
 fi
 # The schema package's own tests on replicated and Distributed tables: reads,
 # writes and migrations as on one server.

@@ -5,6 +5,10 @@
 # ones it started, also when a test fails. `.ci/run` calls this.
 #
 #   deploy/local/test.sh [go test flags...]   e.g. -run TestProfile ./api/...
+#
+# Without arguments it then runs the cluster-mode tests (test-cluster.sh) on
+# the local cluster of cluster.sh, after stopping the single-node services
+# it started, so the two never compete for the machine.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 FB_NAME="test"
@@ -42,7 +46,14 @@ done
 export FIRMBRIDGE_CLICKHOUSE_ADDR="${FIRMBRIDGE_CLICKHOUSE_ADDR:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_CH_TCP_PORT}"
 export FIRMBRIDGE_KAFKA_BROKERS="${FIRMBRIDGE_KAFKA_BROKERS:-$FIRMBRIDGE_HOST:$FIRMBRIDGE_KAFKA_PORT}"
 fb_say "go test (ClickHouse $FIRMBRIDGE_CLICKHOUSE_ADDR, Kafka $FIRMBRIDGE_KAFKA_BROKERS)"
-if [[ $# -eq 0 ]]; then
-	set -- ./...
+if [[ $# -gt 0 ]]; then
+	go test -count=1 -timeout 25m "$@"
+	exit 0
 fi
-go test -count=1 -timeout 25m "$@"
+go test -count=1 -timeout 25m ./...
+
+for svc in "${started[@]}"; do
+	"$here/$svc.sh" stop
+done
+started=()
+"$here/test-cluster.sh"

@@ -66,8 +66,8 @@ func (c Config) PlatformTopics() []string {
 // EnsureTopics creates the topics that do not exist yet. Existing topics are
 // left as they are.
 func EnsureTopics(ctx context.Context, cfg Config, topics ...string) error {
-	if cfg.ReplicationFactor < 0 || cfg.MinInsyncReplicas < 0 {
-		return fmt.Errorf("kafka: replication factor %d and min.insync.replicas %d must be whole numbers, 0 or more (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR, FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)", cfg.ReplicationFactor, cfg.MinInsyncReplicas)
+	if cfg.Partitions < 0 || cfg.ReplicationFactor < 0 || cfg.MinInsyncReplicas < 0 {
+		return fmt.Errorf("kafka: partitions %d, replication factor %d and min.insync.replicas %d must be whole numbers, 0 or more (FIRMBRIDGE_KAFKA_PARTITIONS, FIRMBRIDGE_KAFKA_REPLICATION_FACTOR, FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)", cfg.Partitions, cfg.ReplicationFactor, cfg.MinInsyncReplicas)
 	}
 	conn, err := dialAny(ctx, cfg.Brokers)
 	if err != nil {

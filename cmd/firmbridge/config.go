@@ -27,7 +27,9 @@ type Config struct {
 	// create tables on (replicated and Distributed); empty for one server.
 	ClickHouseCluster string
 	KafkaBrokers      string
-	// New topics' replication factor and min.insync.replicas (0: broker default).
+	// New topics' partitions, replication factor and min.insync.replicas
+	// (0: broker default for the last).
+	KafkaPartitions        int
 	KafkaReplicationFactor int
 	KafkaMinInsync         int
 	TopicPrefix            string
@@ -75,6 +77,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (FIRMBRIDGE_CLICKHOUSE_USER)")
 	c.ClickHousePass = env("CLICKHOUSE_PASSWORD", "") // environment only: flags show up in ps
 	fs.StringVar(&c.KafkaBrokers, "kafka", env("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers, comma-separated (FIRMBRIDGE_KAFKA_BROKERS)")
+	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", envInt("KAFKA_PARTITIONS", 4), "partitions of the topics firmbridge creates: the most ingest workers (or audit chains) that share a topic; existing topics keep theirs (FIRMBRIDGE_KAFKA_PARTITIONS)")
 	fs.IntVar(&c.KafkaReplicationFactor, "kafka-replication-factor", envInt("KAFKA_REPLICATION_FACTOR", 1), "replication factor of the topics firmbridge creates (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR)")
 	fs.IntVar(&c.KafkaMinInsync, "kafka-min-insync-replicas", envInt("KAFKA_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of the topics firmbridge creates; 0 leaves the broker default (FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", env("TOPIC_PREFIX", ""), "prefix of every Kafka topic name, to share a cluster between environments (FIRMBRIDGE_TOPIC_PREFIX)")
@@ -164,7 +167,7 @@ func (c *Config) kafka() kafka.Config {
 		}
 	}
 	return kafka.Config{Brokers: brokers, TopicPrefix: c.TopicPrefix,
-		ReplicationFactor: c.KafkaReplicationFactor, MinInsyncReplicas: c.KafkaMinInsync}
+		Partitions: c.KafkaPartitions, ReplicationFactor: c.KafkaReplicationFactor, MinInsyncReplicas: c.KafkaMinInsync}
 }
 
 const defaultTokenTTL = time.Hour

@@ -175,15 +175,32 @@ func readTopic(t *testing.T, cfg kafka.Config, topic string) []kafkago.Message {
 	}
 	var out []kafkago.Message
 	for _, p := range parts {
-		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-		lc, err := kafkago.DialLeader(ctx, "tcp", leader, topic, p.ID)
-		if err != nil {
-			t.Fatal(err)
+		// A fresh topic's partition may not answer as led yet: ask again
+		// for its leader until it does, within the test's bound.
+		var lc *kafkago.Conn
+		var first, last int64
+		for {
+			lc, err = kafkago.DialLeader(ctx, "tcp", net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)), topic, p.ID)
+			if err == nil {
+				if first, last, err = lc.ReadOffsets(); err != nil {
+					lc.Close()
+				}
+			}
+			var kerr kafkago.Error
+			if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+			if fresh, perr := conn.ReadPartitions(topic); perr == nil {
+				for _, fp := range fresh {
+					if fp.ID == p.ID {
+						p = fp
+					}
+				}
+			}
 		}
-		first, last, err := lc.ReadOffsets()
 		if err != nil {
-			lc.Close()
-			t.Fatal(err)
+			t.Fatalf("offsets of %s/%d: %v", topic, p.ID, err)
 		}
 		if _, err := lc.Seek(first, kafkago.SeekAbsolute); err != nil {
 			lc.Close()

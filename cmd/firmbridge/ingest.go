@@ -50,6 +50,11 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logger := newLogger(stderr, cfg.LogLevel)
 	store, err := openAndMigrate(ctx, cfg)
 	if err != nil {
+		// SIGTERM during start-up is a clean stop too: nothing was fetched yet.
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			logger.Info("stopped during start-up")
+			return nil
+		}
 		return err
 	}
 	defer store.Close()

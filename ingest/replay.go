@@ -56,14 +56,9 @@ func (r *Replay) Run(ctx context.Context) (ReplayStats, error) {
 		log = slog.Default()
 	}
 	client := &kafkago.Client{Addr: kafkago.TCP(r.Brokers...), Timeout: 10 * time.Second}
-	conn, err := kafkago.DialContext(ctx, "tcp", r.Brokers[0])
+	parts, err := kafka.Partitions(ctx, kafka.Config{Brokers: r.Brokers}, r.DeadLetterTopic)
 	if err != nil {
-		return st, fmt.Errorf("replay: dial %s: %w", r.Brokers[0], err)
-	}
-	parts, err := conn.ReadPartitions(r.DeadLetterTopic)
-	conn.Close()
-	if err != nil {
-		return st, fmt.Errorf("replay: partitions of %s: %w", r.DeadLetterTopic, err)
+		return st, fmt.Errorf("replay: %w", err)
 	}
 	var ids []int
 	var reqs []kafkago.OffsetRequest

@@ -160,6 +160,20 @@ func Ping(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// Partitions reads a topic's partitions from the first broker that answers.
+func Partitions(ctx context.Context, cfg Config, topic string) ([]kafkago.Partition, error) {
+	conn, err := dialAny(ctx, cfg.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka at %s: partitions of %s: %w", conn.RemoteAddr(), topic, err)
+	}
+	return parts, nil
+}
+
 // dialAny connects to the first broker of the list that answers, so that
 // topic administration works while one broker of a cluster is down.
 func dialAny(ctx context.Context, brokers []string) (*kafkago.Conn, error) {

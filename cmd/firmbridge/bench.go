@@ -440,30 +440,51 @@ func loadAverage() string {
 
 const benchmarksIntro = `# Benchmarks
 
-Written by ` + "`firmbridge bench ingest`" + `; see the top of this file for the method.
+Written by ` + "`firmbridge bench ingest|api|audit`" + `; docs/BENCHMARKS.md in the repository explains the method.
 `
 
-// appendBenchmark appends one run of `bench kind` to the benchmarks file,
-// creating it if needed.
+// appendBenchmark adds one run of `bench kind` to the benchmarks file: in
+// its section, above the line "<!-- end of bench KIND results -->", so runs
+// of each kind stay together, newest last; at the end of the file when the
+// section has no such line; in a new file when there is none.
 func appendBenchmark(path, kind string, at time.Time, cmdline, table, notes, machine string) error {
-	var b bytes.Buffer
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		b.WriteString(benchmarksIntro)
-	}
-	fmt.Fprintf(&b, "\n## %s: bench %s\n\n", at.Format("2006-01-02 15:04 MST"), kind)
-	fmt.Fprintf(&b, "`%s`\n\n", cmdline)
-	b.WriteString(machine)
-	b.WriteString("\n")
-	b.WriteString(table)
-	b.WriteString("\n")
-	b.WriteString(notes)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
+	var entry bytes.Buffer
+	fmt.Fprintf(&entry, "### %s: bench %s\n\n", at.Format("2006-01-02 15:04 MST"), kind)
+	fmt.Fprintf(&entry, "`%s`\n\n", cmdline)
+	entry.WriteString(machine)
+	entry.WriteString("\n")
+	entry.WriteString(table)
+	entry.WriteString("\n")
+	entry.WriteString(notes)
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		old = []byte(benchmarksIntro)
+	case err != nil:
 		return fmt.Errorf("bench: %w", err)
 	}
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("bench: append to %s: %w", path, err)
+	var out []byte
+	marker := []byte(benchmarkMarker(kind))
+	if i := bytes.Index(old, marker); i >= 0 {
+		out = append(out, old[:i]...)
+		out = append(out, bytes.TrimRight(entry.Bytes(), "\n")...)
+		out = append(out, "\n\n"...)
+		out = append(out, old[i:]...)
+	} else {
+		out = append(bytes.TrimRight(old, "\n"), "\n\n"...)
+		out = append(out, entry.Bytes()...)
 	}
-	return f.Close()
+	// Written beside the file and renamed over it, so an interrupted run
+	// never leaves the results half written.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	return nil
 }
+
+// benchmarkMarker ends the list of runs of one kind in docs/BENCHMARKS.md.
+func benchmarkMarker(kind string) string { return "<!-- end of bench " + kind + " results -->" }

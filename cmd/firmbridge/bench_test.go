@@ -119,3 +119,31 @@ func TestBenchIngest(t *testing.T) {
 		}
 	})
 }
+
+// A run lands in its own section of the benchmarks file, above the marker
+// that ends the section's runs; other sections are left as they are.
+func TestAppendBenchmark_IntoItsSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	doc := "# Benchmarks\n\n# bench ingest\n\n### old ingest run\n\n" + benchmarkMarker("ingest") + "\n\n## What limits it\n\ntext\n\n# bench api\n\n" + benchmarkMarker("api") + "\n"
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 29, 19, 45, 0, 0, time.UTC)
+	if err := appendBenchmark(path, "ingest", at, "firmbridge bench ingest", "| table |\n", "- note\n", "- machine\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendBenchmark(path, "audit", at, "firmbridge bench audit", "| audit table |\n", "", "- machine\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Benchmarks\n\n# bench ingest\n\n### old ingest run\n\n" +
+		"### 2026-11-29 19:45 UTC: bench ingest\n\n`firmbridge bench ingest`\n\n- machine\n\n| table |\n\n- note\n\n" +
+		benchmarkMarker("ingest") + "\n\n## What limits it\n\ntext\n\n# bench api\n\n" + benchmarkMarker("api") + "\n\n" +
+		"### 2026-11-29 19:45 UTC: bench audit\n\n`firmbridge bench audit`\n\n- machine\n\n| audit table |\n\n"
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -184,6 +184,11 @@ type chainSealer struct {
 	// clock; zero makes the first digest due at once.
 	digestAt time.Time
 
+	// fetched says a record came from Kafka since the last digest.
+	fetched bool
+	// withheldAt is when a digest was last withheld (logged once per interval).
+	withheldAt time.Time
+
 	msgs    int
 	events  []firmbridge.SealedEvent
 	dead    []kafkago.Message
@@ -249,6 +254,7 @@ func (s *Sealer) sealPartition(ctx context.Context, gen *kafkago.Generation, par
 		cancel()
 		switch {
 		case err == nil:
+			c.fetched = true
 			c.add(msg)
 			if len(c.events) < s.BatchRows && time.Since(c.started) < s.BatchWait {
 				continue
@@ -275,7 +281,7 @@ func (s *Sealer) sealPartition(ctx context.Context, gen *kafkago.Generation, par
 				continue // only when stopping; the next turn drains
 			}
 		}
-		if s.Now().Sub(c.digestAt) >= s.DigestInterval {
+		if s.Now().Sub(c.digestAt) >= s.DigestInterval && c.keepingUp(ctx, reader) {
 			_ = c.sign(ctx) // fails only when stopping
 		}
 	}
@@ -352,6 +358,30 @@ func (c *chainSealer) flush(ctx context.Context) error {
 	return nil
 }
 
+// keepingUp says whether the chain may be vouched for by a new digest: it
+// read records since the last one, or it has read everything the partition
+// holds. A reader that cannot reach the partition's leader (a broker died)
+// read nothing and cannot tell the partition's end, so the digest is
+// withheld: the API's audit guard then sees the newest digest age and stops
+// serving firm data, rather than trust a digest that says nothing new was
+// sealed while access events wait unread.
+func (c *chainSealer) keepingUp(ctx context.Context, reader *kafkago.Reader) bool {
+	if c.fetched {
+		return true
+	}
+	lagCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	lag, err := reader.ReadLag(lagCtx)
+	if err == nil && lag == 0 {
+		return true
+	}
+	if ctx.Err() == nil && c.s.Now().Sub(c.withheldAt) >= c.s.DigestInterval {
+		c.withheldAt = c.s.Now()
+		c.log.Warn("digest withheld: the chain read nothing and is not at the partition's end", "lag", lag, "err", err)
+	}
+	return false
+}
+
 // sign writes the next digest, covering the chain up to the checkpoint. A
 // retry writes the very same digest: it is built and signed once.
 func (c *chainSealer) sign(ctx context.Context) error {
@@ -361,7 +391,7 @@ func (c *chainSealer) sign(ctx context.Context) error {
 	if err := s.retry(ctx, c.log, "write digest", func() error { return s.Store.WriteDigest(ctx, &d) }); err != nil {
 		return err
 	}
-	c.digest, c.digestAt = &d, s.Now()
+	c.digest, c.digestAt, c.fetched = &d, s.Now(), false
 	s.stats.Digests.Add(1)
 	if s.Metrics != nil {
 		s.Metrics.digested(c.chain, d.SignedAt)

@@ -281,6 +281,13 @@ func TestSealer_SealsVerifiesAndCatchesTampering(t *testing.T) {
 	if err := env.store.Conn().QueryRow(ctx, "SELECT min(number) FROM audit_digests FINAL WHERE chain = ? AND last_seq >= ? AND first_seq <= last_seq", chain, mid).Scan(&midDigest); err != nil {
 		t.Fatal(err)
 	}
+	// Deleting a digest shows only when a later one names it: delete one
+	// with a successor (the mid one, unless it happens to be the newest).
+	var lastDigest uint64
+	if err := env.store.Conn().QueryRow(ctx, "SELECT max(number) FROM audit_digests FINAL WHERE chain = ?", chain).Scan(&lastDigest); err != nil {
+		t.Fatal(err)
+	}
+	deleted := min(midDigest, lastDigest-1)
 	cases := []struct {
 		name   string
 		tamper []string // SQL run on the copy, in order
@@ -312,8 +319,8 @@ func TestSealer_SealsVerifiesAndCatchesTampering(t *testing.T) {
 			func(*testing.T, schema.AuditStore) uint64 { return mid + 4 }, firmbridge.TamperReordered},
 		{"digest altered", []string{fmt.Sprintf("ALTER TABLE audit_digests UPDATE last_hash = '%s' WHERE chain = 0 AND number = %d", strings.Repeat("0", 64), midDigest)},
 			func(t *testing.T, a schema.AuditStore) uint64 { return digestAt(t, a, midDigest) }, firmbridge.TamperDigestSignature},
-		{"digest deleted", []string{fmt.Sprintf("ALTER TABLE audit_digests DELETE WHERE chain = 0 AND number = %d", midDigest)},
-			func(t *testing.T, a schema.AuditStore) uint64 { return digestAt(t, a, midDigest+1) }, firmbridge.TamperDigestChain},
+		{"digest deleted", []string{fmt.Sprintf("ALTER TABLE audit_digests DELETE WHERE chain = 0 AND number = %d", deleted)},
+			func(t *testing.T, a schema.AuditStore) uint64 { return digestAt(t, a, deleted+1) }, firmbridge.TamperDigestChain},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

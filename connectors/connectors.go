@@ -195,7 +195,10 @@ func WithLineage(cols ...string) []string {
 
 // LineageValues returns a row's own values followed by its lineage values.
 func LineageValues(l firmbridge.Lineage, vals ...any) []any {
-	return append(vals, l.Values()...)
+	// One slice of the final size: vals stays on the caller's stack.
+	out := make([]any, len(vals), len(vals)+len(firmbridge.LineageColumns))
+	copy(out, vals)
+	return append(out, l.RecordID, l.Source, l.SchemaVersion, l.ObservedAt, l.IngestedAt, l.Version)
 }
 
 // Firm returns the firms row for a firm a record names, or nil when the

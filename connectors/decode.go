@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/simplifiedchinese"
@@ -44,6 +46,9 @@ func PayloadText(env firmbridge.Envelope) (string, error) {
 		return string(raw), nil
 	}
 	s, ok := plainJSONString(raw)
+	if !ok {
+		s, ok = unquoteSimple(raw)
+	}
 	if !ok {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &firmbridge.Reject{Code: firmbridge.RejectInvalidPayload, Field: "payload", Message: "payload is not a valid JSON string"}
@@ -83,6 +88,64 @@ func plainJSONString(raw []byte) (string, bool) {
 		return "", false
 	}
 	return string(body), true
+}
+
+// unquoteSimple unquotes a JSON string literal of valid UTF-8 without
+// control bytes whose escapes are the one-letter ones or \u escapes outside
+// the surrogates, as encoding/json does; other literals are for
+// encoding/json (FuzzUnquoteSimple checks both agree). CSV lines with
+// quoted fields arrive as such literals (\"1,234.56\").
+func unquoteSimple(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	var buf [512]byte
+	out := buf[:0]
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c < 0x20 || c == '"':
+			return "", false
+		case c != '\\':
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(body) {
+			return "", false
+		}
+		i++
+		switch body[i] {
+		case '"', '\\', '/':
+			out = append(out, body[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+4 >= len(body) {
+				return "", false
+			}
+			r, err := strconv.ParseUint(string(body[i+1:i+5]), 16, 32)
+			if err != nil || utf16.IsSurrogate(rune(r)) {
+				return "", false
+			}
+			out = utf8.AppendRune(out, rune(r))
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
 }
 
 // DecodeCharset decodes b from the named character set to UTF-8 (see
@@ -146,13 +209,23 @@ func (f *Fields) set(name, value string, raw json.RawMessage, quoted bool) {
 }
 
 func (f *Fields) setKeyed(key, name, value string, raw json.RawMessage, quoted bool) {
+	f.setKeyedAt(key, name, value, raw, quoted)
+}
+
+// setAt is set, returning the index of the field set.
+func (f *Fields) setAt(name, value string, raw json.RawMessage, quoted bool) int {
+	return f.setKeyedAt(fieldKey(name), name, value, raw, quoted)
+}
+
+func (f *Fields) setKeyedAt(key, name, value string, raw json.RawMessage, quoted bool) int {
 	for i := range f.fields {
 		if f.fields[i].key == key {
 			f.fields[i].value, f.fields[i].raw, f.fields[i].quoted = value, raw, quoted
-			return
+			return i
 		}
 	}
 	f.fields = append(f.fields, field{key: key, name: name, value: value, raw: raw, quoted: quoted})
+	return len(f.fields) - 1
 }
 
 func (f Fields) find(name string) *field {
@@ -396,6 +469,14 @@ func readCSVLine(s string) ([]string, error) {
 	if !strings.ContainsAny(s, "\"\r\n") {
 		return strings.Split(s, ","), nil
 	}
+	// Quoted amounts ("1,234.56") are common; a line of plain quoted and
+	// unquoted fields is split here too, anything unusual is left to
+	// encoding/csv (FuzzSplitQuotedCSV checks both agree).
+	if !strings.ContainsAny(s, "\r\n") {
+		if rec, ok := splitQuotedCSV(s); ok {
+			return rec, nil
+		}
+	}
 	// csv.NewReader takes a *bufio.Reader as it is, so a pooled one spares
 	// the 4 KiB buffer it would allocate for every line.
 	br := lineReaders.Get().(*bufio.Reader)
@@ -412,6 +493,59 @@ func readCSVLine(s string) ([]string, error) {
 		return nil, errors.New("more than one line")
 	}
 	return rec, nil
+}
+
+// splitQuotedCSV splits one CSV line without line breaks whose fields are
+// either unquoted without a quote in them or quoted from start to end
+// ("" standing for a quote), as encoding/csv reads it. It reports false for
+// anything else (a quote inside an unquoted field, text after a closing
+// quote, an unterminated quote), which encoding/csv with LazyQuotes reads
+// in its own way.
+func splitQuotedCSV(s string) ([]string, bool) {
+	out := make([]string, 0, 1+strings.Count(s, ","))
+	for {
+		var field string
+		if len(s) > 0 && s[0] == '"' {
+			rest := s[1:]
+			var buf []byte
+			for {
+				i := strings.IndexByte(rest, '"')
+				if i < 0 {
+					return nil, false
+				}
+				if i+1 < len(rest) && rest[i+1] == '"' {
+					buf = append(buf, rest[:i+1]...)
+					rest = rest[i+2:]
+					continue
+				}
+				if buf == nil {
+					field = rest[:i]
+				} else {
+					field = string(append(buf, rest[:i]...))
+				}
+				s = rest[i+1:]
+				break
+			}
+			if len(s) > 0 && s[0] != ',' {
+				return nil, false
+			}
+		} else {
+			i := strings.IndexByte(s, ',')
+			if i < 0 {
+				i = len(s)
+			}
+			field = s[:i]
+			if strings.IndexByte(field, '"') >= 0 {
+				return nil, false
+			}
+			s = s[i:]
+		}
+		out = append(out, field)
+		if s == "" {
+			return out, true
+		}
+		s = s[1:] // the comma
+	}
 }
 
 func invalidPayload(msg string) *firmbridge.Reject {

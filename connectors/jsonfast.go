@@ -1,7 +1,9 @@
 package connectors
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +25,25 @@ import (
 // results and rejects are the same; FuzzDecodeEnvelope and
 // FuzzDecodeJSONObject check that both agree.
 
-var jsonParsers fastjson.ParserPool
+// jsonParsers pools parsers with a scratch buffer for MarshalTo, whose
+// destination always escapes: a buffer on the stack would be one more
+// allocation per call.
+var jsonParsers = sync.Pool{New: func() any { return new(jsonParser) }}
+
+type jsonParser struct {
+	fastjson.Parser
+	buf   []byte
+	spans []span
+}
+
+// scratch returns the parser's buffer, emptied; keep returns it after use.
+func (p *jsonParser) scratch() []byte { return p.buf[:0] }
+
+func (p *jsonParser) keep(b []byte) {
+	if cap(b) <= 64<<10 {
+		p.buf = b[:0]
+	}
+}
 
 // plainJSON reports whether s holds only text the fast path decodes exactly
 // as encoding/json does: valid UTF-8, no byte below 0x20 (encoding/json
@@ -52,11 +72,11 @@ func plainJSON[T string | []byte](s T) bool {
 // parseFast parses s with a pooled fastjson parser and passes the value to
 // use, which must copy what it keeps: the value dies with the parser. It
 // reports false when the fast path does not apply or use says so.
-func parseFast[T string | []byte](s T, use func(v *fastjson.Value) bool) bool {
+func parseFast[T string | []byte](s T, use func(v *fastjson.Value, p *jsonParser) bool) bool {
 	if !plainJSON(s) {
 		return false
 	}
-	p := jsonParsers.Get()
+	p := jsonParsers.Get().(*jsonParser)
 	defer jsonParsers.Put(p)
 	var v *fastjson.Value
 	var err error
@@ -70,7 +90,7 @@ func parseFast[T string | []byte](s T, use func(v *fastjson.Value) bool) bool {
 			v, err = p.ParseBytes(s)
 		}
 	}
-	return err == nil && use(v)
+	return err == nil && use(v, p)
 }
 
 // DecodeEnvelope decodes one raw envelope as sent on raw.<domain>.v1. It
@@ -79,14 +99,33 @@ func parseFast[T string | []byte](s T, use func(v *fastjson.Value) bool) bool {
 // RejectInvalidEnvelope.
 func DecodeEnvelope(b []byte) (firmbridge.Envelope, error) {
 	var env firmbridge.Envelope
-	if parseFast(b, func(v *fastjson.Value) bool { return fillEnvelope(&env, v) }) {
+	if decodeEnvelopeFast(b, &env) {
 		return env, nil
 	}
-	env = firmbridge.Envelope{}
+	return decodeEnvelopeRef(b)
+}
+
+// decodeEnvelopeRef is DecodeEnvelope by encoding/json. It is a function
+// of its own so that the fast path's envelope does not escape with the
+// pointer json.Unmarshal takes.
+func decodeEnvelopeRef(b []byte) (firmbridge.Envelope, error) {
+	var env firmbridge.Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return firmbridge.Envelope{}, &firmbridge.Reject{Code: firmbridge.RejectInvalidEnvelope, Message: "not a JSON envelope: " + err.Error()}
 	}
 	return env, nil
+}
+
+// decodeEnvelopeFast is parseFast with fillEnvelope, without a closure
+// that would move the envelope to the heap.
+func decodeEnvelopeFast(b []byte, env *firmbridge.Envelope) bool {
+	if !plainJSON(b) || fastjson.ValidateBytes(b) != nil {
+		return false
+	}
+	p := jsonParsers.Get().(*jsonParser)
+	defer jsonParsers.Put(p)
+	v, err := p.ParseBytes(b)
+	return err == nil && fillEnvelope(env, v, p)
 }
 
 // envelopeKeys are the JSON names of firmbridge.Envelope's fields.
@@ -96,28 +135,64 @@ var envelopeKeys = []string{"record_id", "source", "schema_version", "uscc", "ob
 // fields in document order, the last of a repeated key winning, null
 // leaving a string field as it is, other keys ignored. It reports false
 // where encoding/json would fail or behave in a way not reproduced here.
-func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value) bool {
+//
+// The record id and the uscc are copied into one string, and the payload
+// once, after the last of their keys was seen.
+func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value, sc *jsonParser) bool {
 	o, err := v.Object()
 	if err != nil {
 		return false
 	}
 	ok := true
+	var late lateFields
 	o.Visit(func(key []byte, v *fastjson.Value) {
 		if ok {
-			ok = setEnvelopeField(env, string(key), v)
+			ok = setEnvelopeField(env, &late, sc, string(key), v)
 		}
 	})
-	return ok
+	if !ok {
+		return false
+	}
+	if late.hasRecordID || late.hasUSCC {
+		var buf [256]byte
+		both := string(append(append(buf[:0], late.recordID...), late.uscc...))
+		if late.hasRecordID {
+			env.RecordID = both[:len(late.recordID)]
+		}
+		if late.hasUSCC {
+			env.USCC = both[len(late.recordID):]
+		}
+	}
+	if late.payload != nil {
+		// A string keeps its escapes (nothing called Type on it, which
+		// would unescape it), an object its members' raw text: the
+		// payload reaches DecodeRecord as the provider wrote it.
+		p := late.payload.MarshalTo(sc.scratch())
+		sc.keep(p)
+		if string(p) == "null" {
+			return false
+		}
+		env.Payload = bytes.Clone(p)
+	}
+	return true
 }
 
-func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) bool {
+// lateFields are the envelope's fields fillEnvelope sets after visiting
+// every key; their bytes live as long as the parsed value.
+type lateFields struct {
+	recordID, uscc       []byte
+	hasRecordID, hasUSCC bool
+	payload              *fastjson.Value
+}
+
+func setEnvelopeField(env *firmbridge.Envelope, late *lateFields, sc *jsonParser, key string, v *fastjson.Value) bool {
 	switch key {
 	case "record_id":
-		return setJSONString(&env.RecordID, v)
+		return stringBytes(&late.recordID, &late.hasRecordID, v)
 	case "source":
 		return setInterned(&env.Source, v)
 	case "uscc":
-		return setJSONString(&env.USCC, v)
+		return stringBytes(&late.uscc, &late.hasUSCC, v)
 	case "header":
 		return setInterned(&env.Header, v)
 	case "payload_encoding":
@@ -128,9 +203,20 @@ func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) b
 		if t := v.Type(); t != fastjson.TypeNumber && t != fastjson.TypeString {
 			return false
 		}
+		if v.Type() == fastjson.TypeNumber {
+			// What SchemaVersion.UnmarshalJSON does with a number,
+			// without the copy its []byte argument costs.
+			b := v.MarshalTo(sc.scratch())
+			sc.keep(b)
+			n, err := strconv.ParseUint(string(b), 10, 16)
+			if err != nil {
+				return false
+			}
+			env.SchemaVersion = firmbridge.SchemaVersion(n)
+			return true
+		}
 		var sv firmbridge.SchemaVersion
-		var buf [64]byte
-		if sv.UnmarshalJSON(v.MarshalTo(buf[:0])) != nil {
+		if sv.UnmarshalJSON(v.MarshalTo(nil)) != nil {
 			return false
 		}
 		env.SchemaVersion = sv
@@ -149,12 +235,7 @@ func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) b
 		env.ObservedAt = t
 		return true
 	case "payload":
-		if v.Type() == fastjson.TypeNull {
-			return false
-		}
-		// A string keeps its escapes, an object its members' raw text:
-		// the payload reaches DecodeRecord as the provider wrote it.
-		env.Payload = v.MarshalTo(nil)
+		late.payload = v
 		return true
 	}
 	// encoding/json also matches keys case-insensitively.
@@ -166,13 +247,15 @@ func setEnvelopeField(env *firmbridge.Envelope, key string, v *fastjson.Value) b
 	return true
 }
 
-func setJSONString(dst *string, v *fastjson.Value) bool {
+// stringBytes keeps the text of a JSON string in dst, as setJSONString
+// would set it: null leaves dst as it is, another type is a failure.
+func stringBytes(dst *[]byte, set *bool, v *fastjson.Value) bool {
 	switch v.Type() {
 	case fastjson.TypeNull:
 		return true
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		*dst = string(b)
+		*dst, _ = v.StringBytes()
+		*set = true
 		return true
 	}
 	return false
@@ -242,30 +325,62 @@ func lenOf(m *map[string]string) int {
 // the reference decoder".
 func decodeJSONObjectFast(text string) (Fields, bool) {
 	var f Fields
-	ok := parseFast(text, func(v *fastjson.Value) bool {
+	ok := parseFast(text, func(v *fastjson.Value, p *jsonParser) bool {
 		o, err := v.Object()
 		if err != nil {
 			return false
 		}
 		f.fields = make([]field, 0, o.Len())
+		// String values and number texts are gathered in the scratch
+		// buffer and become one string, which the fields share.
+		buf := p.scratch()
+		spans := p.spans[:0]
 		o.Visit(func(key []byte, v *fastjson.Value) {
+			name := jsonKeys.intern(key)
+			var i int
+			sp := span{-1, -1}
 			switch v.Type() {
 			case fastjson.TypeString:
 				b, _ := v.StringBytes()
-				f.set(string(key), string(b), nil, true)
+				sp.start = len(buf)
+				buf = append(buf, b...)
+				i = f.setAt(name, "", nil, true)
 			case fastjson.TypeNull:
-				f.set(string(key), "", jsonNull, false)
+				i = f.setAt(name, "", jsonNull, false)
 			case fastjson.TypeObject, fastjson.TypeArray:
 				raw := v.MarshalTo(nil)
-				f.set(string(key), string(raw), raw, false)
+				i = f.setAt(name, string(raw), raw, false)
 			default: // numbers keep their literal text, like a CSV field
-				var buf [64]byte
-				f.set(string(key), string(v.MarshalTo(buf[:0])), nil, false)
+				sp.start = len(buf)
+				buf = v.MarshalTo(buf)
+				i = f.setAt(name, "", nil, false)
+			}
+			if sp.start >= 0 {
+				sp.end = len(buf)
+			}
+			if i == len(spans) {
+				spans = append(spans, sp)
+			} else {
+				spans[i] = sp
 			}
 		})
+		all := string(buf)
+		for i, sp := range spans {
+			if sp.start >= 0 {
+				f.fields[i].value = all[sp.start:sp.end]
+			}
+		}
+		p.keep(buf)
+		p.spans = spans[:0]
 		return true
 	})
 	return f, ok
 }
+
+// span is where a field's value lies in decodeJSONObjectFast's buffer.
+type span struct{ start, end int }
+
+// jsonKeys interns the field names of JSON payloads, a few dozen in all.
+var jsonKeys internTable
 
 var jsonNull = json.RawMessage("null")

@@ -3,6 +3,7 @@ package connectors
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -104,6 +105,9 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 	if suffixed && strings.TrimSpace(unit) != "" && !factor.Equal(colFactor) {
 		return decimal.Decimal{}, fmt.Errorf("amount %q does not match the unit %q given for it", s, unit)
 	}
+	if fen, ok := fenFast(f, factor, one); ok {
+		return decimal.New(fen, -2), nil
+	}
 	n, err := parseNumber(f)
 	if err != nil {
 		return decimal.Decimal{}, fmt.Errorf("amount %q: %w", s, err)
@@ -115,16 +119,9 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 // full-width digits, and an optional multiplier suffix 万 (10,000) or 亿.
 // It is exact; callers decide about precision. Empty values wrap ErrMissing.
 func ParseDecimal(s string) (decimal.Decimal, error) {
-	f := strings.ToLower(compact(Fold(s), ""))
-	if isMissing(f) {
-		return decimal.Decimal{}, errEmptyValue
-	}
-	factor := one
-	switch {
-	case strings.HasSuffix(f, "万"):
-		f, factor = strings.TrimSuffix(f, "万"), wan
-	case strings.HasSuffix(f, "亿"):
-		f, factor = strings.TrimSuffix(f, "亿"), yi
+	f, factor, err := decimalText(s)
+	if err != nil {
+		return decimal.Decimal{}, err
 	}
 	n, err := parseNumber(f)
 	if err != nil {
@@ -137,11 +134,132 @@ func ParseDecimal(s string) (decimal.Decimal, error) {
 // (the size of the unit it is given in) and requires the result to have at
 // most two decimal places and to fit Decimal(18,2).
 func ParseScaled(s string, factor decimal.Decimal) (decimal.Decimal, error) {
+	if f, mult, err := decimalText(s); err == nil {
+		if fen, ok := fenFast(f, mult, factor); ok {
+			return decimal.New(fen, -2), nil
+		}
+	}
 	n, err := ParseDecimal(s)
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
 	return toScale2(mulBy(n, factor), s)
+}
+
+// decimalText returns the folded number text of a ParseDecimal quantity
+// and the multiplier of its suffix (万, 亿), or errEmptyValue.
+func decimalText(s string) (string, decimal.Decimal, error) {
+	f := strings.ToLower(compact(Fold(s), ""))
+	if isMissing(f) {
+		return "", decimal.Decimal{}, errEmptyValue
+	}
+	factor := one
+	switch {
+	case strings.HasSuffix(f, "万"):
+		f, factor = strings.TrimSuffix(f, "万"), wan
+	case strings.HasSuffix(f, "亿"):
+		f, factor = strings.TrimSuffix(f, "亿"), yi
+	}
+	return f, factor, nil
+}
+
+// fenFast is the fast path of toScale2(mulBy(mulBy(parseNumber(f), f1), f2)):
+// for a number of at most 18 digits and whole factors it computes the
+// amount in fen with int64 arithmetic, without a big.Int per step. It
+// reports false whenever it is unsure (unusual forms, too many digits,
+// overflow, a fraction below the fen, a value outside Decimal(18,2)); the
+// reference path then decides, with its own errors. FuzzAmountFastPath
+// checks that both agree.
+func fenFast(f string, f1, f2 decimal.Decimal) (int64, bool) {
+	k1, ok1 := smallFactor(f1)
+	k2, ok2 := smallFactor(f2)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	k := k1 * k2 // both below 1e9: no overflow
+	neg := false
+	switch {
+	case len(f) > 2 && f[0] == '(' && f[len(f)-1] == ')':
+		f, neg = f[1:len(f)-1], true
+	case strings.HasPrefix(f, "-"):
+		f, neg = f[1:], true
+	case strings.HasPrefix(f, "−"):
+		f, neg = f[len("−"):], true
+	case strings.HasPrefix(f, "+"):
+		f = f[1:]
+	}
+	// Digits, optionally in thousands groups, then an optional fraction.
+	var m uint64 // every digit, as an integer
+	nd, nfrac := 0, 0
+	group, grouped, dot := 0, false, false
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			nd++
+			if dot {
+				nfrac++
+			} else {
+				group++
+			}
+			if nd > 18 {
+				return 0, false
+			}
+		case c == ',' && !dot:
+			if (!grouped && (group < 1 || group > 3)) || (grouped && group != 3) {
+				return 0, false
+			}
+			grouped, group = true, 0
+		case c == '.' && !dot:
+			dot = true
+		default:
+			return 0, false
+		}
+	}
+	if (grouped && group != 3) || nd == 0 {
+		return 0, false
+	}
+	// The amount is m × k × 10^-nfrac yuan, m × k × 10^(2-nfrac) fen.
+	hi, p := bits.Mul64(m, uint64(k))
+	if hi != 0 || p >= maxFen {
+		return 0, false
+	}
+	switch {
+	case nfrac > 2:
+		d := pow10[nfrac-2]
+		if p%d != 0 {
+			return 0, false // finer than a fen, or zeros the reference path handles
+		}
+		p /= d
+	case nfrac < 2:
+		d := pow10[2-nfrac]
+		if p >= maxFen/d {
+			return 0, false
+		}
+		p *= d
+	}
+	if p >= maxFen {
+		return 0, false
+	}
+	if neg {
+		return -int64(p), true
+	}
+	return int64(p), true
+}
+
+// maxFen is maxAmount in fen: Decimal(18,2) holds less than 10^16 yuan.
+const maxFen = 1e18
+
+var pow10 = [...]uint64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+// smallFactor returns a unit factor as an integer when it is a whole
+// number from 1 to 999,999,999, as every unit is.
+func smallFactor(d decimal.Decimal) (int64, bool) {
+	if d.Exponent() != 0 || d.Sign() <= 0 || d.NumDigits() > 9 {
+		return 0, false
+	}
+	return d.CoefficientInt64(), true
 }
 
 func toScale2(v decimal.Decimal, orig string) (decimal.Decimal, error) {

@@ -182,6 +182,10 @@ func (r *Reader) Count(names ...string) uint64 {
 		r.Fail(firmbridge.RejectMissingField, name, "%s is required", name)
 		return 0
 	}
+	if len(f) <= 9 && digits(f) { // below 2^32 and plain, as nearly every count is
+		n, _ := strconv.ParseUint(f, 10, 64)
+		return n
+	}
 	d, err := parseNumber(strings.TrimSuffix(f, ".0"))
 	switch {
 	case err != nil || !d.IsInteger():

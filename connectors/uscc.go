@@ -53,7 +53,27 @@ func CheckChar(first17 string) (byte, error) {
 // upper-case characters of USCCAlphabet with a correct check character.
 // Use NormalizeUSCC for values as providers send them.
 func ValidUSCC(s string) bool {
-	return validateUSCC(s) == nil
+	return canonicalUSCC(s)
+}
+
+// canonicalUSCC is validateUSCC(s) == nil without making the error.
+func canonicalUSCC(s string) bool {
+	if len(s) != 18 {
+		return false
+	}
+	sum := 0
+	for i := 0; i < 17; i++ {
+		v := usccValue[s[i]]
+		if v < 0 {
+			return false
+		}
+		sum += int(v) * usccWeights[i]
+	}
+	c := 31 - sum%31
+	if c == 31 {
+		c = 0
+	}
+	return s[17] == USCCAlphabet[c]
 }
 
 func validateUSCC(s string) error {
@@ -78,7 +98,7 @@ func validateUSCC(s string) error {
 // returns the canonical 18-character upper-case code, or an error wrapping
 // ErrInvalidUSCC (ErrMissing when the value is empty).
 func NormalizeUSCC(s string) (string, error) {
-	if validateUSCC(s) == nil { // already canonical, as most are
+	if canonicalUSCC(s) { // already canonical, as most are
 		return s, nil
 	}
 	c := strings.ToUpper(compact(Fold(s), "-_—–‐‑"))

@@ -171,18 +171,19 @@ func (c VATReturn) Normalize(_ context.Context, env firmbridge.Envelope, ingeste
 	r.NotNegative(colOutputTax[0], out)
 	r.NotNegative(colInputTax[0], in)
 	r.NotNegative(colTaxPayable[0], pay)
-	net := out.Sub(in)
-	tol := decimal.Max(decimal.NewFromInt(1), net.Abs().Div(decimal.NewFromInt(100))).
-		Add(factor.Mul(decimal.RequireFromString("0.015")))
-	if !r.Failed() && out.GreaterThan(sales.Mul(maxVATRate).Add(tol)) {
-		r.Fail(firmbridge.RejectInconsistentData, colOutputTax[0], "%s %s is more than 17%% of %s %s",
-			colOutputTax[0], out.StringFixed(2), colSales[0], sales.StringFixed(2))
-	}
-	want := decimal.Max(net, decimal.Zero)
-	if !r.Failed() && pay.Sub(want).Abs().GreaterThan(tol) {
-		r.Fail(firmbridge.RejectInconsistentData, colTaxPayable[0],
-			"%s %s does not match %s − %s = %s (tolerance %s yuan)",
-			colTaxPayable[0], pay.StringFixed(2), colOutputTax[0], colInputTax[0], want.StringFixed(2), tol.StringFixed(2))
+	if !r.Failed() {
+		switch tooMuchOutput, payMismatch := vatChecks(sales, out, in, pay, factor); {
+		case tooMuchOutput:
+			r.Fail(firmbridge.RejectInconsistentData, colOutputTax[0], "%s %s is more than 17%% of %s %s",
+				colOutputTax[0], out.StringFixed(2), colSales[0], sales.StringFixed(2))
+		case payMismatch:
+			net := out.Sub(in)
+			want := decimal.Max(net, decimal.Zero)
+			r.Fail(firmbridge.RejectInconsistentData, colTaxPayable[0],
+				"%s %s does not match %s − %s = %s (tolerance %s yuan)",
+				colTaxPayable[0], pay.StringFixed(2), colOutputTax[0], colInputTax[0], want.StringFixed(2),
+				vatTolerance(net, factor).StringFixed(2))
+		}
 	}
 	if err := r.Err(); err != nil {
 		return nil, err
@@ -197,13 +198,13 @@ func (c VATReturn) Normalize(_ context.Context, env firmbridge.Envelope, ingeste
 	if sales.IsZero() && out.IsZero() && in.IsZero() {
 		fl = append(fl, FlagZeroReturn)
 	}
-	if net.IsNegative() {
+	if out.LessThan(in) { // net is negative
 		fl = append(fl, FlagExcessInputCredit)
 	}
 	switch {
-	case factor.Equal(decimal.NewFromInt(10_000)):
+	case factor.Equal(wanYuan):
 		fl = append(fl, FlagUnitWanYuan)
-	case !factor.Equal(decimal.NewFromInt(1)):
+	case !factor.Equal(oneYuan):
 		fl = append(fl, FlagUnitOther)
 	}
 	return connectors.Rows(
@@ -218,8 +219,76 @@ func (c VATReturn) Normalize(_ context.Context, env firmbridge.Envelope, ingeste
 	), nil
 }
 
+var (
+	oneYuan, wanYuan = decimal.NewFromInt(1), decimal.NewFromInt(10_000)
+	vatTolFen        = decimal.RequireFromString("0.015")
+	hundred          = decimal.NewFromInt(100)
+	monthOrQuarter   = []connectors.PeriodKind{connectors.PeriodMonth, connectors.PeriodQuarter}
+)
+
+// vatTolerance is the tolerance of the VAT return checks for net output
+// tax net and money unit factor: max(1, |net|/100) + factor×0.015.
+func vatTolerance(net, factor decimal.Decimal) decimal.Decimal {
+	return decimal.Max(oneYuan, net.Abs().Div(hundred)).Add(factor.Mul(vatTolFen))
+}
+
+// vatChecks reports whether output tax exceeds 17% of sales plus the
+// tolerance, and whether tax payable is not output − input tax (or 0 when
+// input exceeds output) within the tolerance. Amounts at the fen scale
+// that are below 10^13 yuan are checked in int64 units of 0.0001 yuan,
+// where every term is exact; others with decimals (vatChecksRef).
+// FuzzVATChecks checks that both agree.
+func vatChecks(sales, out, in, pay, factor decimal.Decimal) (tooMuchOutput, payMismatch bool) {
+	s, ok1 := fen(sales)
+	o, ok2 := fen(out)
+	i, ok3 := fen(in)
+	p, ok4 := fen(pay)
+	k, ok5 := smallWhole(factor)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+		return vatChecksRef(sales, out, in, pay, factor)
+	}
+	// In units of 0.0001 yuan: an amount of f fen is 100f; 17% of s fen
+	// is 17s; |net|/100 is |net fen|; 1 yuan is 10,000; 0.015 is 150.
+	net := o - i
+	tol := max(10_000, abs(net)) + 150*k
+	want := max(net, 0)
+	return 100*o > 17*s+tol, 100*abs(p-want) > tol
+}
+
+// vatChecksRef is vatChecks in decimal arithmetic, for any amounts.
+func vatChecksRef(sales, out, in, pay, factor decimal.Decimal) (tooMuchOutput, payMismatch bool) {
+	net := out.Sub(in)
+	tol := vatTolerance(net, factor)
+	want := decimal.Max(net, decimal.Zero)
+	return out.GreaterThan(sales.Mul(maxVATRate).Add(tol)), pay.Sub(want).Abs().GreaterThan(tol)
+}
+
+// fen returns an amount at the fen scale (exponent -2, as connectors'
+// amounts are) in fen, when it is below 10^13 yuan.
+func fen(d decimal.Decimal) (int64, bool) {
+	if d.Exponent() != -2 || d.NumDigits() > 15 {
+		return 0, false
+	}
+	return d.CoefficientInt64(), true
+}
+
+// smallWhole returns a whole number from 0 to 10^9 as an int64.
+func smallWhole(d decimal.Decimal) (int64, bool) {
+	if d.Exponent() != 0 || d.Sign() < 0 || d.NumDigits() > 9 {
+		return 0, false
+	}
+	return d.CoefficientInt64(), true
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
 func vatPeriod(r *connectors.Reader) connectors.Period {
-	kinds := []connectors.PeriodKind{connectors.PeriodMonth, connectors.PeriodQuarter}
+	kinds := monthOrQuarter
 	if r.Text(colPeriodEnd...) == "" {
 		return r.Period(kinds, colPeriodStart...)
 	}

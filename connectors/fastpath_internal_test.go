@@ -1,0 +1,152 @@
+package connectors
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
+
+// The fast paths of this package against their reference paths, on
+// random inputs: where a fast path answers, it must answer exactly what
+// the reference answers (same value, same decimal exponent, same fields).
+
+// refFactors are the unit factors connectors pass, and a few others.
+var refFactors = []decimal.Decimal{one, thousnd, wan, million, qianwan, yi, decimal.NewFromInt(1_000),
+	decimal.NewFromInt(7), decimal.RequireFromString("0.5"), decimal.RequireFromString("1e9"), decimal.Zero}
+
+func FuzzAmountFastPath(f *testing.F) {
+	for _, s := range []string{"1,234.56", "12.5", "98.6", "1.2", "3,120,500.00", "", "123", "(1.00)", "-0.01",
+		"1.234", "9999999999999999.99", "10000000000000000", ".5", "5.", "1,,000", "-0", "(0)", "−3.10", "+7",
+		"0.001", "0.0010", "123456789012345678", "1234567890123456789", "1,234,567", "12,34", "1.2.3", "1,234.5,6",
+		",123", "123,", "00000000000000000001.5", "0.000000000000000001"} {
+		f.Add(s, uint8(0), uint8(0))
+		f.Add(s, uint8(2), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, s string, i1, i2 uint8) {
+		f1, f2 := refFactors[int(i1)%len(refFactors)], refFactors[int(i2)%len(refFactors)]
+		fen, ok := fenFast(s, f1, f2)
+		n, err := parseNumber(s)
+		var want decimal.Decimal
+		if err == nil {
+			want, err = toScale2(mulBy(mulBy(n, f1), f2), s)
+		}
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("fenFast(%q, %s, %s) = %d, the reference rejects it: %v", s, f1, f2, fen, err)
+		}
+		got := decimal.New(fen, -2)
+		if !got.Equal(want) || got.Exponent() != want.Exponent() || got.String() != want.String() {
+			t.Fatalf("fenFast(%q, %s, %s) = %s (exp %d), reference %s (exp %d)", s, f1, f2, got, got.Exponent(), want, want.Exponent())
+		}
+	})
+}
+
+// TestAmountFastPath_Taken checks that the common forms do take the fast path.
+func TestAmountFastPath_Taken(t *testing.T) {
+	for _, s := range []string{"1,234.56", "446,913.45", "46.0970", "17743.00", "0", "-0.01", "(12.50)", "245.7", ".5", "5."} {
+		if _, ok := fenFast(s, one, wan); !ok {
+			t.Errorf("fenFast(%q) took the slow path", s)
+		}
+	}
+}
+
+func FuzzCanonicalUSCC(f *testing.F) {
+	for _, s := range []string{"91350100M000100Y43", "91350100m000100y43", "91350100M000100Y44", "", "\xff\xfe",
+		"91110000100000000X", strings.Repeat("9", 18), "91350100M000100Y4", "91350100M000100YI3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := canonicalUSCC(s), validateUSCC(s) == nil; got != want {
+			t.Fatalf("canonicalUSCC(%q) = %v, validateUSCC says %v", s, got, want)
+		}
+	})
+}
+
+func FuzzSplitQuotedCSV(f *testing.F) {
+	for _, s := range []string{`a,"1,234.56",b`, `"a""b",c`, `"",""`, `a,`, `,`, `"a`, `a"b,c`, `"a"b,c`, `"a" ,b`,
+		`""""`, `"""`, `x,"y"`, `"1,2","3,4",`, `059106106521,9135 0100 NK1019 3368,2024-10,"446,913.45",千瓦时,1489.7,`,
+		"a,\"b\xff\",c", ` "a",b`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.ContainsAny(s, "\r\n") {
+			return
+		}
+		got, ok := splitQuotedCSV(s)
+		if !ok {
+			return
+		}
+		r := csv.NewReader(bufio.NewReader(strings.NewReader(s)))
+		r.FieldsPerRecord = -1
+		r.LazyQuotes = true
+		want, err := r.Read()
+		if err != nil {
+			if strings.TrimSpace(s) == "" {
+				return // readCSVLine refuses an empty line before splitting
+			}
+			t.Fatalf("splitQuotedCSV(%q) = %q, encoding/csv fails: %v", s, got, err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("splitQuotedCSV(%q) = %q, encoding/csv reads %q", s, got, want)
+		}
+	})
+}
+
+// countRef is Reader.Count's parsing without its fast path.
+func countRef(f string) (uint64, bool) {
+	d, err := parseNumber(strings.TrimSuffix(f, ".0"))
+	if err != nil || !d.IsInteger() || d.IsNegative() || d.GreaterThan(decimal.NewFromInt(1<<32-1)) {
+		return 0, false
+	}
+	n, _ := strconv.ParseUint(d.String(), 10, 64)
+	return n, true
+}
+
+func FuzzCountFastPath(f *testing.F) {
+	for _, s := range []string{"86", "086", "0", "999999999", "4294967295", "4294967296", "1,024", "86.0", "-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r := NewReader(NewFields([]string{"n"}, []string{s}))
+		got := r.Count("n")
+		f := strings.TrimSuffix(compact(Fold(s), ""), "人")
+		if isMissing(f) {
+			if r.Err() == nil {
+				t.Fatalf("Count(%q) accepted a missing value", s)
+			}
+			return
+		}
+		want, ok := countRef(f)
+		if ok != (r.Err() == nil) || got != want {
+			t.Fatalf("Count(%q) = %d, %v; reference %d, %v", s, got, r.Err(), want, ok)
+		}
+	})
+}
+
+func FuzzUnquoteSimple(f *testing.F) {
+	for _, s := range []string{`"a"`, `"a\"b"`, `"\"1,234.56\",x"`, `"\\"`, `"\u00e9\n\t\/"`, `"\ud800"`, `"\u12"`,
+		`"a\"`, `"\x"`, "\"\t\"", "\"\xff\"", `""`, `"`, `"\u0000"`, `"\uFFFF"`, `"a"b"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := unquoteSimple(raw)
+		if !ok {
+			return
+		}
+		var want string
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("unquoteSimple(%q) = %q, encoding/json fails: %v", raw, got, err)
+		}
+		if got != want {
+			t.Fatalf("unquoteSimple(%q) = %q, encoding/json has %q", raw, got, want)
+		}
+	})
+}

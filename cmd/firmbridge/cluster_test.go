@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/firmbridge/firmbridge"
-	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/internal/testenv"
 	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
@@ -135,19 +134,6 @@ func (p *ingestProcess) stop(t *testing.T) {
 func tail(b []byte, lines int) string {
 	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(all[max(0, len(all)-lines):], "\n")
-}
-
-func writeAuditKey(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "audit-signing.pem")
-	key, err := api.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.WriteSigningKey(path, key); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // waitReplicasInSync waits until every replicated table of database on
@@ -332,15 +318,7 @@ func TestCluster_ServesWithServersDown(t *testing.T) {
 	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "signing.pem")
-	key, err := api.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.WriteSigningKey(keyFile, key); err != nil {
-		t.Fatal(err)
-	}
-	tokens := &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: key}
+	keyFile, tokens := tokenKey(t)
 	recs := streamRecords(t, 41, 2000, 0)
 	e := expect(t, recs)
 	publish(t, kcfg, recs)

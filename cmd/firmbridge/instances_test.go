@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/firmbridge/firmbridge"
-	"github.com/firmbridge/firmbridge/api"
 	"github.com/firmbridge/firmbridge/internal/testenv"
 )
 
@@ -29,15 +28,7 @@ func TestRevocation_ReachesEveryInstance(t *testing.T) {
 	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "signing.pem")
-	key, err := api.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.WriteSigningKey(keyFile, key); err != nil {
-		t.Fatal(err)
-	}
-	tokens := &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: key}
+	keyFile, tokens := tokenKey(t)
 	bank := mustToken(t, tokens, "bank", testBank)
 	firm := mustToken(t, tokens, "enterprise", testUSCC)
 

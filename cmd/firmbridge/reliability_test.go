@@ -276,6 +276,30 @@ func TestIngest_MalformedRecords(t *testing.T) {
 	}
 }
 
+// writeAuditKey writes a fresh audit digest signing key for an ingest
+// process and returns its path.
+func writeAuditKey(t *testing.T) string {
+	t.Helper()
+	path, _ := tokenKey(t)
+	return path
+}
+
+// tokenKey writes a fresh Ed25519 signing key for a serve (or ingest)
+// process and returns its path and the tokens it signs, as serve's
+// defaults expect them.
+func tokenKey(t *testing.T) (string, *api.Tokens) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "signing.pem")
+	key, err := api.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.WriteSigningKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+	return path, &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: key}
+}
+
 // buildBinary compiles firmbridge once per test binary.
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -299,14 +323,7 @@ func TestIngest_KillNine(t *testing.T) {
 	publish(t, kcfg, recs)
 
 	// firmbridge ingest seals the audit topic too, which needs its key.
-	auditKey := filepath.Join(t.TempDir(), "audit-signing.pem")
-	key, err := api.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := api.WriteSigningKey(auditKey, key); err != nil {
-		t.Fatal(err)
-	}
+	auditKey := writeAuditKey(t)
 	logPath := filepath.Join(t.TempDir(), "ingest.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

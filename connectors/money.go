@@ -177,17 +177,7 @@ func fenFast(f string, f1, f2 decimal.Decimal) (int64, bool) {
 		return 0, false
 	}
 	k := k1 * k2 // both below 1e9: no overflow
-	neg := false
-	switch {
-	case len(f) > 2 && f[0] == '(' && f[len(f)-1] == ')':
-		f, neg = f[1:len(f)-1], true
-	case strings.HasPrefix(f, "-"):
-		f, neg = f[1:], true
-	case strings.HasPrefix(f, "−"):
-		f, neg = f[len("−"):], true
-	case strings.HasPrefix(f, "+"):
-		f = f[1:]
-	}
+	f, neg := cutSign(f)
 	// Digits, optionally in thousands groups, then an optional fraction.
 	var m uint64 // every digit, as an integer
 	nd, nfrac := 0, 0
@@ -289,17 +279,7 @@ func mulBy(n, factor decimal.Decimal) decimal.Decimal {
 // (+, -, −) or accounting brackets, digits with optional thousands
 // separators in groups of three, and an optional fraction.
 func parseNumber(f string) (decimal.Decimal, error) {
-	neg := false
-	switch {
-	case strings.HasPrefix(f, "(") && strings.HasSuffix(f, ")") && len(f) > 2:
-		f, neg = f[1:len(f)-1], true
-	case strings.HasPrefix(f, "-"):
-		f, neg = f[1:], true
-	case strings.HasPrefix(f, "−"):
-		f, neg = f[len("−"):], true
-	case strings.HasPrefix(f, "+"):
-		f = f[1:]
-	}
+	f, neg := cutSign(f)
 	intPart, frac, hasDot := strings.Cut(f, ".")
 	if hasDot && strings.ContainsAny(frac, ".,") {
 		return decimal.Decimal{}, errors.New("is not a number")
@@ -423,4 +403,20 @@ func NormalizeCurrency(s string) (string, error) {
 		return u, nil
 	}
 	return "", fmt.Errorf("%w: currency %q", ErrUnknownUnit, s)
+}
+
+// cutSign removes a leading sign or the parentheses accountants write
+// around a negative amount, and says whether the number is negative.
+func cutSign(f string) (string, bool) {
+	switch {
+	case len(f) > 2 && f[0] == '(' && f[len(f)-1] == ')':
+		return f[1 : len(f)-1], true
+	case strings.HasPrefix(f, "-"):
+		return f[1:], true
+	case strings.HasPrefix(f, "−"):
+		return f[len("−"):], true
+	case strings.HasPrefix(f, "+"):
+		return f[1:], false
+	}
+	return f, false
 }

@@ -77,7 +77,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		conn.Close()
 		return nil, fmt.Errorf("clickhouse at %s: %w", cfg.Addr, err)
 	}
-
 	return &Store{conn: conn, database: cfg.Database, cluster: cfg.Cluster, Logger: slog.Default()}, nil
 }
 

@@ -210,14 +210,7 @@ func TestCluster_IngestWhileClickHouseServerDies(t *testing.T) {
 
 	restartOnFailure(t, "ch1")
 	ingest := startIngest(t, bin, store, kcfg, writeAuditKey(t))
-	total := func() int {
-		records, _, _ := stored(context.Background(), store, e)
-		n := 0
-		for _, c := range records {
-			n += c
-		}
-		return n
-	}
+	total := func() int { return storedTotal(store, e) }
 	// Mid-stream: once a quarter of the records are stored.
 	deadline := time.Now().Add(90 * time.Second)
 	for total() < len(recs)/4 && time.Now().Before(deadline) {

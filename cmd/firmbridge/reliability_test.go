@@ -122,6 +122,17 @@ func stored(ctx context.Context, store *schema.Store, e expectation) (map[string
 	return records, sums, nil
 }
 
+// storedTotal is the number of expected records ClickHouse holds so far,
+// over all reliability tables (0 while it cannot tell).
+func storedTotal(store *schema.Store, e expectation) int {
+	records, _, _ := stored(context.Background(), store, e)
+	n := 0
+	for _, c := range records {
+		n += c
+	}
+	return n
+}
+
 func checkStored(t *testing.T, store *schema.Store, e expectation) {
 	t.Helper()
 	records, sums, err := stored(context.Background(), store, e)
@@ -344,14 +355,7 @@ func TestIngest_KillNine(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	t.Logf("kill moments drawn with seed %d", seed)
-	total := func() int {
-		records, _, _ := stored(context.Background(), store, e)
-		n := 0
-		for _, c := range records {
-			n += c
-		}
-		return n
-	}
+	total := func() int { return storedTotal(store, e) }
 	for i := range 5 {
 		before := total()
 		cmd := start()

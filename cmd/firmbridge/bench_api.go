@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/firmbridge/firmbridge"
@@ -183,33 +181,14 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	audit := kafka.NewAuditLog(kcfg, auditTopic)
-	defer audit.Close()
-	raw := kafka.NewRawPublisher(kcfg)
-	defer raw.Close()
-	consentEvents := kafka.NewConsentEvents(kcfg, consentTopic)
-	defer consentEvents.Close()
-	promRegistry := prometheus.NewRegistry()
-	promRegistry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := &api.Server{
-		Metrics:    api.NewMetrics(promRegistry),
-		Registry:   promRegistry,
-		Tokens:     &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
-		Consents:   schema.ConsentStore{Store: store},
-		Profiles:   schema.ProfileReader{Store: store},
-		Audit:      audit,
-		Raw:        raw,
-		Connectors: registry,
-		Logger:     logger,
-	}
-	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
 	for _, spec := range cfg.RateLimits {
 		*spec = "off"
 	}
-	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
+	srv, promRegistry, closeKafka, err := newAPIServer(cfg, store, key, registry, logger)
+	if err != nil {
 		return err
 	}
-	srv.AuditQueries, srv.AuditChains = schema.AuditQueries{Store: store}, schema.AuditStore{Store: store}
+	defer closeKafka()
 	// No firmbridge ingest seals this run's access events: the guard runs
 	// on a clock that says the newest digest is fresh.
 	srv.AuditGuard = &api.AuditGuard{Clock: freshDigests{}, MaxAge: time.Minute}
@@ -277,7 +256,7 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		ev.EventID = "bench-" + name + "-" + strconv.FormatInt(auditSeq.Add(1), 10)
 		ev.RequestID, ev.USCC, ev.OccurredAt = ev.EventID, uscc, time.Now().UTC()
 		ev.Path = "/v1/firms/" + uscc + "/profile"
-		return 0, audit.Record(ctx, &ev)
+		return 0, srv.Audit.Record(ctx, &ev)
 	}
 
 	// 4. Measure: the same firms, in the same order, for every measure.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/firmbridge/firmbridge"
 	"github.com/firmbridge/firmbridge/api"
+	"github.com/firmbridge/firmbridge/connectors"
 	"github.com/firmbridge/firmbridge/connectors/all"
 	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
@@ -63,48 +64,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	audit := kafka.NewAuditLog(cfg.kafka(), cfg.kafka().Topic(firmbridge.TopicAuditAccess))
-	defer audit.Close()
-	raw := kafka.NewRawPublisher(cfg.kafka())
-	defer raw.Close()
-	consentEvents := kafka.NewConsentEvents(cfg.kafka(), cfg.kafka().Topic(firmbridge.TopicConsentEvents))
-	defer consentEvents.Close()
 	registry, err := all.Registry()
 	if err != nil {
 		return err
 	}
-	promRegistry := prometheus.NewRegistry()
-	promRegistry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := &api.Server{
-		Metrics:    api.NewMetrics(promRegistry),
-		Registry:   promRegistry,
-		Tokens:     &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
-		Consents:   schema.ConsentStore{Store: store},
-		Profiles:   schema.ProfileReader{Store: store},
-		Audit:      audit,
-		Raw:        raw,
-		Connectors: registry,
-		Logger:     logger,
-		Ready: func(ctx context.Context) error {
-			if err := store.Conn().Ping(ctx); err != nil {
-				return fmt.Errorf("clickhouse: %w", err)
-			}
-			return kafka.Ping(ctx, cfg.kafka())
-		},
-	}
-	// Consent changes are published before they are answered (fail
-	// closed); receipts are the outbox the sweeper re-publishes from.
-	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
-	if err := configureAuth(cfg, srv, store, promRegistry); err != nil {
+	srv, promRegistry, closeKafka, err := newAPIServer(cfg, store, key, registry, logger)
+	if err != nil {
 		return err
 	}
+	defer closeKafka()
 	for _, p := range strings.Split(*proxies, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			srv.TrustedProxies = append(srv.TrustedProxies, p)
 		}
 	}
-	// Regulators' queries and chain verification.
-	srv.AuditQueries, srv.AuditChains = schema.AuditQueries{Store: store}, schema.AuditStore{Store: store}
 	if srv.AuditKeys, err = loadAuditKeys(*auditKeys, cfg); err != nil {
 		logger.Warn("audit digests cannot be verified by this API (GET /v1/audit/verify answers 503)", "err", err)
 	}
@@ -142,6 +115,53 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// newAPIServer builds the API as serve runs it: on store and cfg's Kafka
+// topics, tokens signed with key, metrics in a registry of its own, the
+// configured authentication and limits. serve adds its listener, audit
+// guard and consent cache; bench api measures this very server. closeKafka
+// releases its Kafka writers.
+func newAPIServer(cfg *Config, store *schema.Store, key *api.SigningKey, registry *connectors.Registry, logger *slog.Logger) (
+	srv *api.Server, reg *prometheus.Registry, closeKafka func(), err error) {
+	kcfg := cfg.kafka()
+	audit := kafka.NewAuditLog(kcfg, kcfg.Topic(firmbridge.TopicAuditAccess))
+	raw := kafka.NewRawPublisher(kcfg)
+	consentEvents := kafka.NewConsentEvents(kcfg, kcfg.Topic(firmbridge.TopicConsentEvents))
+	closeKafka = func() {
+		consentEvents.Close()
+		raw.Close()
+		audit.Close()
+	}
+	reg = prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv = &api.Server{
+		Metrics:    api.NewMetrics(reg),
+		Registry:   reg,
+		Tokens:     &api.Tokens{Issuer: cfg.Issuer, Audience: cfg.Audience, Signing: key, Leeway: 30 * time.Second},
+		Consents:   schema.ConsentStore{Store: store},
+		Profiles:   schema.ProfileReader{Store: store},
+		Audit:      audit,
+		Raw:        raw,
+		Connectors: registry,
+		Logger:     logger,
+		Ready: func(ctx context.Context) error {
+			if err := store.Conn().Ping(ctx); err != nil {
+				return fmt.Errorf("clickhouse: %w", err)
+			}
+			return kafka.Ping(ctx, kcfg)
+		},
+	}
+	// Consent changes are published before they are answered (fail
+	// closed); receipts are the outbox the sweeper re-publishes from.
+	srv.ConsentEvents, srv.Receipts = consentEvents, schema.ConsentStore{Store: store}
+	if err := configureAuth(cfg, srv, store, reg); err != nil {
+		closeKafka()
+		return nil, nil, nil, err
+	}
+	// Regulators' queries and chain verification.
+	srv.AuditQueries, srv.AuditChains = schema.AuditQueries{Store: store}, schema.AuditStore{Store: store}
+	return srv, reg, closeKafka, nil
 }
 
 // cacheConsents puts a ConsentCache in front of the server's consent store

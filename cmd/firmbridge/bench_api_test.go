@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -24,15 +23,8 @@ func TestBenchAPI(t *testing.T) {
 	kcfg := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	output := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"bench", "api", "--firms", "300", "--months", "6", "--requests", "200", "--warmup", "20", "--concurrency", "4",
-		"--duration", "30s", "--settle", "0s", "--query-profile", "20",
-		"--clickhouse", testenv.ClickHouseAddr(), "--kafka", strings.Join(kcfg.Brokers, ","), "--output", output}, &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("bench api: %v\nstderr:\n%s", err, stderr.String())
-	}
-	out := stdout.String()
+	out, stderr, output := benchCommand(ctx, t, kcfg, "api", "--firms", "300", "--months", "6", "--requests", "200", "--warmup", "20", "--concurrency", "4",
+		"--duration", "30s", "--settle", "0s", "--query-profile", "20")
 
 	t.Run("every profile is served", func(t *testing.T) {
 		for _, measure := range []string{"| API: GET /v1/firms/{uscc}/profile", "| baseline: the schema reads", "| context: the access event alone"} {
@@ -62,9 +54,9 @@ func TestBenchAPI(t *testing.T) {
 		}
 	})
 	t.Run("the scratch database and topics are removed", func(t *testing.T) {
-		m := regexp.MustCompile(`database (bench_api_\S+), topics (\S+) and (\S+)`).FindStringSubmatch(stderr.String())
+		m := regexp.MustCompile(`database (bench_api_\S+), topics (\S+) and (\S+)`).FindStringSubmatch(stderr)
 		if m == nil {
-			t.Fatalf("stderr does not name the scratch resources:\n%s", stderr.String())
+			t.Fatalf("stderr does not name the scratch resources:\n%s", stderr)
 		}
 		db, topics := m[1], m[2:]
 		conn, err := kafkago.DialContext(ctx, "tcp", kcfg.Brokers[0])

@@ -14,8 +14,25 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/firmbridge/firmbridge/internal/testenv"
+	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
 )
+
+// benchCommand runs `firmbridge bench KIND ARGS...` against the test services,
+// writing its results to a scratch file, and returns what it printed on
+// stdout and stderr and that file's path; it fails the test if the
+// command fails.
+func benchCommand(ctx context.Context, t *testing.T, kcfg kafka.Config, kind string, args ...string) (stdout, stderr, output string) {
+	t.Helper()
+	output = filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	var out, errOut bytes.Buffer
+	args = append([]string{"bench", kind}, args...)
+	args = append(args, "--clickhouse", testenv.ClickHouseAddr(), "--kafka", strings.Join(kcfg.Brokers, ","), "--output", output)
+	if err := run(ctx, args, &out, &errOut); err != nil {
+		t.Fatalf("bench %s: %v\nstderr:\n%s", kind, err, errOut.String())
+	}
+	return out.String(), errOut.String(), output
+}
 
 // TestBenchIngest runs a small `firmbridge bench ingest` against the real
 // services: every record arrives end to end, the table is printed and
@@ -25,14 +42,7 @@ func TestBenchIngest(t *testing.T) {
 	kcfg := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	output := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"bench", "ingest", "--records", "2000", "--partitions", "2", "--batch-rows", "500", "--batch-wait", "200ms",
-		"--clickhouse", testenv.ClickHouseAddr(), "--kafka", strings.Join(kcfg.Brokers, ","), "--output", output}, &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("bench ingest: %v\nstderr:\n%s", err, stderr.String())
-	}
-	out := stdout.String()
+	out, stderr, output := benchCommand(ctx, t, kcfg, "ingest", "--records", "2000", "--partitions", "2", "--batch-rows", "500", "--batch-wait", "200ms")
 
 	t.Run("every measure is in the table", func(t *testing.T) {
 		for _, measure := range []string{"| baseline A: bare kafka-go consume | 2000 |", "| baseline B: bare clickhouse-go insert | 2000 |", "| normalize only"} {
@@ -65,9 +75,9 @@ func TestBenchIngest(t *testing.T) {
 		}
 	})
 	t.Run("the scratch topics, groups and databases are removed", func(t *testing.T) {
-		m := regexp.MustCompile(`scratch topics and consumer groups (bench\.(\S+)\.)\*`).FindStringSubmatch(stderr.String())
+		m := regexp.MustCompile(`scratch topics and consumer groups (bench\.(\S+)\.)\*`).FindStringSubmatch(stderr)
 		if m == nil {
-			t.Fatalf("stderr does not name the scratch resources:\n%s", stderr.String())
+			t.Fatalf("stderr does not name the scratch resources:\n%s", stderr)
 		}
 		prefix, name := m[1], m[2]
 		conn, err := kafkago.DialContext(ctx, "tcp", kcfg.Brokers[0])

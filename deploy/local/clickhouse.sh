@@ -27,18 +27,8 @@ ADDR="$FIRMBRIDGE_HOST:$FIRMBRIDGE_CH_TCP_PORT"
 # What identifies our server in /proc/PID/cmdline.
 PATTERN="--config-file=$CONFIG"
 
-# Debian puts the server in /usr/sbin, which a non-root PATH often lacks.
-find_server() {
-	command -v clickhouse-server 2>/dev/null && return 0
-	[[ -x /usr/sbin/clickhouse-server ]] && echo /usr/sbin/clickhouse-server && return 0
-	return 1
-}
-
 ensure_installed() {
-	if ! find_server >/dev/null || ! command -v clickhouse-client >/dev/null 2>&1; then
-		fb_apt_install clickhouse-server clickhouse-client
-	fi
-	find_server >/dev/null || fb_die "clickhouse-server is still missing after apt-get install; install it by hand"
+	fb_ensure_clickhouse
 	command -v ss >/dev/null 2>&1 || fb_apt_install iproute2
 }
 
@@ -107,7 +97,7 @@ start() {
 	fb_check_port "$FIRMBRIDGE_CH_TCP_PORT" FIRMBRIDGE_CH_TCP_PORT
 	fb_check_port "$FIRMBRIDGE_CH_HTTP_PORT" FIRMBRIDGE_CH_HTTP_PORT
 	render_config
-	server="$(find_server)"
+	server="$(fb_clickhouse_server)"
 	started=$SECONDS
 	fb_launch "$FIRMBRIDGE_CH_DIR" "$OUTLOG" "$server" --config-file="$CONFIG"
 	pid=$FB_LAUNCHED_PID

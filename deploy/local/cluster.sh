@@ -218,19 +218,6 @@ probe() {
 
 # ---- installing and preparing --------------------------------------------------------------
 
-find_ch_server() {
-	command -v clickhouse-server 2>/dev/null && return 0
-	[[ -x /usr/sbin/clickhouse-server ]] && echo /usr/sbin/clickhouse-server && return 0
-	return 1
-}
-
-ensure_ch() {
-	if ! find_ch_server >/dev/null || ! command -v clickhouse-client >/dev/null 2>&1; then
-		fb_apt_install clickhouse-server clickhouse-client
-	fi
-	find_ch_server >/dev/null || fb_die "clickhouse-server is still missing after apt-get install; install it by hand"
-}
-
 ensure_zk() {
 	local jar
 	if ! compgen -G '/usr/share/java/zookeeper*.jar' >/dev/null; then
@@ -252,7 +239,7 @@ ensure() {
 	for k in "$@"; do
 		case $k in
 		zk) ensure_zk ;;
-		ch) ensure_ch ;;
+		ch) fb_ensure_clickhouse ;;
 		kafka)
 			check_java
 			ensure_ready_tool
@@ -374,7 +361,7 @@ launch() {
 			-cp "$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg"
 		;;
 	ch)
-		detach "$dir" "$(outfile "$node")" "$(find_ch_server)" --config-file="$dir/config.xml"
+		detach "$dir" "$(outfile "$node")" "$(fb_clickhouse_server)" --config-file="$dir/config.xml"
 		;;
 	kafka)
 		read -r -a heap <<<"$FIRMBRIDGE_CLUSTER_KAFKA_HEAP_OPTS"

@@ -176,6 +176,22 @@ fb_apt_install() {
 	fi
 }
 
+# fb_clickhouse_server: print the path of clickhouse-server. Debian puts it
+# in /usr/sbin, which a non-root PATH often lacks.
+fb_clickhouse_server() {
+	command -v clickhouse-server 2>/dev/null && return 0
+	[[ -x /usr/sbin/clickhouse-server ]] && echo /usr/sbin/clickhouse-server && return 0
+	return 1
+}
+
+# fb_ensure_clickhouse: install Debian's clickhouse-server and -client if missing.
+fb_ensure_clickhouse() {
+	if ! fb_clickhouse_server >/dev/null || ! command -v clickhouse-client >/dev/null 2>&1; then
+		fb_apt_install clickhouse-server clickhouse-client
+	fi
+	fb_clickhouse_server >/dev/null || fb_die "clickhouse-server is still missing after apt-get install; install it by hand"
+}
+
 # fb_lock NAME: hold an exclusive lock on $FIRMBRIDGE_RUN_DIR/NAME.lock until the
 # script exits, so two concurrent starts (say, two test runs) cannot both launch.
 # The server it launches must not inherit the lock: launch with fb_launch.

@@ -133,11 +133,6 @@ func (p *ingestProcess) stop(t *testing.T) {
 	}
 }
 
-func tail(b []byte, lines int) string {
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(all[max(0, len(all)-lines):], "\n")
-}
-
 // waitReplicasInSync waits until every replicated table of database on
 // server has an empty replication queue, so its rows can be counted.
 func waitReplicasInSync(t *testing.T, s *schema.Store, bound time.Duration) {
@@ -328,7 +323,6 @@ func TestCluster_ServesWithServersDown(t *testing.T) {
 	store := testenv.Store(t)
 	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
-	dir := t.TempDir()
 	keyFile, tokens := tokenKey(t)
 	recs := streamRecords(t, 41, 2000, 0)
 	e := expect(t, recs)
@@ -341,41 +335,10 @@ func TestCluster_ServesWithServersDown(t *testing.T) {
 	startIngest(t, bin, store, kcfg, writeAuditKey(t), "--audit-digest-interval", "1s")
 	waitStored(t, store, e, 2*time.Minute)
 
-	addr := "127.0.0.1:" + freePort(t)
-	logPath := filepath.Join(dir, "serve.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve := exec.Command(bin, "serve", "--addr", addr, "--clickhouse", testenv.ClickHouseAddr(),
+	url := startServe(t, bin, "serve", "--clickhouse", testenv.ClickHouseAddr(),
 		"--clickhouse-cluster", testenv.ClickHouseCluster(), "--clickhouse-db", store.Database(),
 		"--kafka", strings.Join(kcfg.Brokers, ","), "--topic-prefix", kcfg.TopicPrefix, "--key-file", keyFile,
 		"--log-level", "warn", "--audit-max-digest-age", "30s")
-	serve.Env = append(os.Environ(), "FIRMBRIDGE_RATE_LIMIT_BANK=off", "FIRMBRIDGE_RATE_LIMIT_ENTERPRISE=off")
-	serve.Stdout, serve.Stderr = logFile, logFile
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = serve.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = serve.Process.Signal(syscall.SIGTERM)
-		<-exited
-		logFile.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("serve log:\n%s", tail(log, 60))
-		}
-	})
-	url := "http://" + addr
-	waitFor(t, "serve ready", func() bool {
-		resp, err := http.Get(url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	status, _, body := call(t, "POST", url+"/v1/consents", firm, `{"grantee":"`+testBank+`","scopes":["tax","operations"],"purpose":"credit_assessment"}`)
 	if status != 201 {
 		t.Fatalf("grant: %d %s", status, body)

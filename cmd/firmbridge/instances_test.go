@@ -27,53 +27,16 @@ func TestRevocation_ReachesEveryInstance(t *testing.T) {
 	store := testenv.Store(t)
 	kcfg := testenv.PrefixedKafka(t)
 	bin := buildBinary(t)
-	dir := t.TempDir()
 	keyFile, tokens := tokenKey(t)
 	bank := mustToken(t, tokens, "bank", testBank)
 	firm := mustToken(t, tokens, "enterprise", testUSCC)
 
 	start := func(name string) string {
-		addr := "127.0.0.1:" + freePort(t)
-		logFile, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, "serve", "--addr", addr, "--clickhouse", testenv.ClickHouseAddr(),
+		return startServe(t, bin, name, "--clickhouse", testenv.ClickHouseAddr(),
 			"--clickhouse-db", store.Database(), "--kafka", strings.Join(kcfg.Brokers, ","),
 			"--topic-prefix", kcfg.TopicPrefix, "--key-file", keyFile, "--log-level", "warn",
 			// No sealer runs here: this test is about consents, not the audit guard.
 			"--audit-max-digest-age", "0")
-		cmd.Env = append(os.Environ(), "FIRMBRIDGE_RATE_LIMIT_BANK=off", "FIRMBRIDGE_RATE_LIMIT_ENTERPRISE=off")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			<-exited
-			logFile.Close()
-			if t.Failed() {
-				log, _ := os.ReadFile(logFile.Name())
-				t.Logf("%s log:\n%s", name, log)
-			}
-		})
-		url := "http://" + addr
-		waitFor(t, name+" ready", func() bool {
-			select {
-			case <-exited:
-				t.Fatalf("instance %s exited", name)
-			default:
-			}
-			resp, err := http.Get(url + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-		return url
 	}
 	instanceA, instanceB := start("a"), start("b")
 	profile := instanceB + "/v1/firms/" + testUSCC + "/profile?purpose=credit_assessment"
@@ -142,6 +105,56 @@ func TestRevocation_ReachesEveryInstance(t *testing.T) {
 	if worst > time.Second {
 		t.Errorf("slowest revocation reached B after %s, want within 1 s", worst)
 	}
+}
+
+// startServe runs `firmbridge serve` on a free loopback port with args,
+// with the bank and enterprise rate limits off, until the test ends, and
+// returns its base URL once it is ready. Its log is shown if the test fails.
+func startServe(t *testing.T, bin, name string, args ...string) string {
+	t.Helper()
+	addr := "127.0.0.1:" + freePort(t)
+	logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr}, args...)...)
+	cmd.Env = append(os.Environ(), "FIRMBRIDGE_RATE_LIMIT_BANK=off", "FIRMBRIDGE_RATE_LIMIT_ENTERPRISE=off")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-exited
+		logFile.Close()
+		if t.Failed() {
+			log, _ := os.ReadFile(logFile.Name())
+			t.Logf("%s log:\n%s", name, tail(log, 100))
+		}
+	})
+	url := "http://" + addr
+	waitFor(t, name+" ready", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("instance %s exited", name)
+		default:
+		}
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return url
+}
+
+// tail returns the last lines of a log.
+func tail(b []byte, lines int) string {
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
 
 // grepLines returns the lines of b that contain s.

@@ -93,7 +93,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if p.Decode == nil || p.Sink == nil || p.Topic == "" || p.GroupID == "" {
 		return errors.New("ingest: pipeline needs a topic, a group, a decoder and a sink")
 	}
-	var dlq *kafkago.Writer
+	var dlq *kafka.Writer
 	if p.DeadLetterTopic != "" {
 		dlq = kafka.NewWriter(kafka.Config{Brokers: p.Brokers}, p.DeadLetterTopic)
 		defer dlq.Close()
@@ -119,7 +119,7 @@ type batch struct {
 	started time.Time
 }
 
-func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafkago.Writer) error {
+func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error {
 	reader := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:        p.Brokers,
 		GroupID:        p.GroupID,
@@ -280,7 +280,7 @@ func (p *Pipeline) decodePending(ctx context.Context, b *batch) {
 // flush writes dead letters, then rows, then commits the batch's offsets.
 // Every step is retried with back-off while ctx lives; no offset moves
 // before ClickHouse and the dead-letter topic hold everything before it.
-func (p *Pipeline) flush(ctx context.Context, id int, log *slog.Logger, reader *kafkago.Reader, dlq *kafkago.Writer, b *batch) error {
+func (p *Pipeline) flush(ctx context.Context, id int, log *slog.Logger, reader *kafkago.Reader, dlq *kafka.Writer, b *batch) error {
 	if len(b.msgs) == 0 {
 		return nil
 	}

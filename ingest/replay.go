@@ -116,7 +116,7 @@ func (r *Replay) Run(ctx context.Context) (ReplayStats, error) {
 	return st, nil
 }
 
-func (r *Replay) replayPartition(ctx context.Context, w *kafkago.Writer, partition int, from, to int64, st *ReplayStats) error {
+func (r *Replay) replayPartition(ctx context.Context, w *kafka.Writer, partition int, from, to int64, st *ReplayStats) error {
 	reader := kafkago.NewReader(kafkago.ReaderConfig{Brokers: r.Brokers, Topic: r.DeadLetterTopic, Partition: partition,
 		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 250 * time.Millisecond})
 	defer reader.Close()

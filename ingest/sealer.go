@@ -176,7 +176,7 @@ type chainSealer struct {
 	chain   uint32
 	log     *slog.Logger
 	gen     *kafkago.Generation
-	dlq     *kafkago.Writer
+	dlq     *kafka.Writer
 	stored  firmbridge.ChainState // as the checkpoint in ClickHouse has it
 	working firmbridge.ChainState // stored plus the batch in hand
 	digest  *firmbridge.AuditDigest
@@ -195,7 +195,7 @@ type chainSealer struct {
 	started time.Time
 }
 
-func (s *Sealer) sealPartition(ctx context.Context, gen *kafkago.Generation, partition int, dlq *kafkago.Writer) error {
+func (s *Sealer) sealPartition(ctx context.Context, gen *kafkago.Generation, partition int, dlq *kafka.Writer) error {
 	chain := uint32(partition)
 	log := s.Logger.With("topic", s.Topic, "chain", chain)
 	// Stores run with drainCtx: a stopping sealer gets DrainTimeout to store

@@ -14,7 +14,7 @@ import (
 // AuditLog writes access events to audit.access.v1 and returns only after
 // every in-sync replica has them.
 type AuditLog struct {
-	writer  *kafkago.Writer
+	writer  *Writer
 	Timeout time.Duration // bound on one write; the request fails closed after it
 }
 

@@ -19,7 +19,7 @@ const HeaderEventType = "firmbridge-event-type"
 // firm's USCC so one firm's changes stay ordered, and returns only after
 // every in-sync replica has them.
 type ConsentEvents struct {
-	writer *kafkago.Writer
+	writer *Writer
 	// Timeout bounds one write. The write is not cut short when the client
 	// hangs up: the change it announces is already stored.
 	Timeout time.Duration

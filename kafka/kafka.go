@@ -200,32 +200,3 @@ func dial(ctx context.Context, addr string) (*kafkago.Conn, error) {
 	}
 	return conn, nil
 }
-
-// NewWriter returns a producer that waits for acks from all in-sync
-// replicas and keys messages to partitions by hash, so one firm's records
-// stay ordered. The short batch timeout keeps synchronous writes fast while
-// still batching concurrent ones. Its retries outlast a leader failover:
-// when a broker dies, the partitions it led take new leaders once the
-// controller fences it (broker.session.timeout.ms: 9 s by default, 3 s in
-// deploy/local's cluster) and the writer's metadata is refreshed (2 s), so
-// 15 attempts, backing off up to 1 s, span about 12 s. Callers that must
-// answer sooner bound a write with their context (the audit log: 5 s).
-func NewWriter(cfg Config, topic string) *kafkago.Writer {
-	return &kafkago.Writer{
-		Addr:            kafkago.TCP(cfg.Brokers...),
-		Topic:           topic,
-		Balancer:        &kafkago.Hash{},
-		RequiredAcks:    kafkago.RequireAll,
-		BatchTimeout:    2 * time.Millisecond,
-		BatchSize:       1000,
-		MaxAttempts:     15,
-		WriteBackoffMin: 100 * time.Millisecond,
-		WriteBackoffMax: time.Second,
-		WriteTimeout:    10 * time.Second,
-		Compression:     kafkago.Lz4,
-		// A transport of its own: kafka-go's shared default caches topic
-		// metadata for seconds, so a writer would not see a topic that was
-		// created after another writer in the process looked.
-		Transport: &kafkago.Transport{MetadataTTL: 2 * time.Second},
-	}
-}

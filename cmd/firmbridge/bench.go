@@ -229,11 +229,14 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	// 4. Normalize only: the CPU the connectors need, and what the pipelines
 	// must end up storing.
 	decode := ingest.EnvelopeDecoder(registry)
+	meter := cpuMeter{clickhouse: listenerPID(cfg.ClickHouseAddr), kafka: listenerPID(kcfg.Brokers[0])}
 	say("normalize only")
+	before := meter.sample()
 	norm, exp, err := normalizeCorpus(ctx, decode, corpus)
 	if err != nil {
 		return err
 	}
+	norm.cpu = meter.sample().sub(before)
 	results = append(results, norm)
 	var rejects int64
 	for _, n := range exp.rejects {
@@ -243,10 +246,12 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	// 5. Baseline A: bare consume.
 	waitForMerges(ctx, store, 30*time.Second)
 	say("baseline A: bare kafka-go consume")
+	before = meter.sample()
 	consumed, consumeJoin, err := consumeBare(ctx, kcfg.Brokers, bareGroup, o.workers, topics, total, o.timeout)
 	if err != nil {
 		return err
 	}
+	consumed.cpu = meter.sample().sub(before)
 	results = append(results, consumed)
 
 	// 6. End to end, profiled on request.
@@ -262,6 +267,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("bench: cpu profile: %w", err)
 		}
 	}
+	before = meter.sample()
 	e2e, err := runPipelines(ctx, kcfg.Brokers, ingestGroup, topics, exp, decode, store, o.workers, o.batchRows, o.batchWait, o.timeout, logger, client, total)
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -269,6 +275,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	e2e.result.cpu = meter.sample().sub(before)
 	results = append(results, e2e.result)
 
 	// 7. Baseline B: the same rows, normalized up front, inserted bare into a
@@ -276,7 +283,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	say("baseline B: bare clickhouse-go insert (normalizing each round first, untimed)")
 	runtime.GC()
 	waitForMerges(ctx, store, 30*time.Second)
-	inserted, err := insertBare(ctx, bare.Conn(), decode, corpus, o.batchRows, o.workers)
+	inserted, err := insertBare(ctx, bare.Conn(), decode, corpus, o.batchRows, o.workers, meter)
 	if err != nil {
 		return err
 	}
@@ -296,6 +303,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(&notes, "- end-to-end: %d messages fetched, %d rows stored, %d dead letters (%d expected), %d batches, %d retries; committed offsets reach the end of every partition\n",
 		e2e.messages, e2e.rows, e2e.dead, rejects, e2e.batches, e2e.retries)
 	fmt.Fprintf(&notes, "- consumer group join (not counted): end-to-end %s, bare consume %s\n", e2e.join.Round(time.Millisecond), consumeJoin.Round(time.Millisecond))
+	fmt.Fprintf(&notes, "- CPU per 1,000 records, in ms of this process / the ClickHouse server / the Kafka broker (\"-\": not on this machine), while each measure ran (consumer group joins included): %s\n", cpuNotes(meter, results[1:]))
 	fmt.Fprintf(&notes, "- load average before %s, after %s\n", loadBefore, loadAfter)
 	machine := benchMachine(chVersion)
 
@@ -447,6 +455,19 @@ Written by ` + "`firmbridge bench ingest|api|audit`" + `; docs/BENCHMARKS.md in 
 // its section, above the line "<!-- end of bench KIND results -->", so runs
 // of each kind stay together, newest last; at the end of the file when the
 // section has no such line; in a new file when there is none.
+// cpuNotes lists the CPU each measure cost per 1,000 records.
+func cpuNotes(meter cpuMeter, results []benchResult) string {
+	var parts []string
+	for _, r := range results {
+		name, _, _ := strings.Cut(r.measure, " (")
+		if !strings.HasPrefix(name, "baseline") {
+			name, _, _ = strings.Cut(name, ":")
+		}
+		parts = append(parts, name+" "+meter.perThousand(r.cpu, r.records))
+	}
+	return strings.Join(parts, "; ")
+}
+
 func appendBenchmark(path, kind string, at time.Time, cmdline, table, notes, machine string) error {
 	var entry bytes.Buffer
 	fmt.Fprintf(&entry, "### %s: bench %s\n\n", at.Format("2006-01-02 15:04 MST"), kind)

@@ -103,6 +103,29 @@ func (m cpuMeter) sample() cpuSample {
 	return cpuSample{self: processCPU(os.Getpid()), clickhouse: processCPU(m.clickhouse), kafka: processCPU(m.kafka)}
 }
 
+func (a cpuSample) add(b cpuSample) cpuSample {
+	return cpuSample{self: a.self + b.self, clickhouse: a.clickhouse + b.clickhouse, kafka: a.kafka + b.kafka}
+}
+
+func (a cpuSample) sub(b cpuSample) cpuSample {
+	return cpuSample{self: a.self - b.self, clickhouse: a.clickhouse - b.clickhouse, kafka: a.kafka - b.kafka}
+}
+
+// perThousand renders CPU used per 1,000 items, in milliseconds: this
+// process / ClickHouse / Kafka ("-" for a service not found here).
+func (m cpuMeter) perThousand(used cpuSample, n int64) string {
+	if n == 0 {
+		return ""
+	}
+	ms := func(pid int, d time.Duration) string {
+		if pid == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)*1000/float64(n))
+	}
+	return ms(os.Getpid(), used.self) + " / " + ms(m.clickhouse, used.clickhouse) + " / " + ms(m.kafka, used.kafka)
+}
+
 // perProfile renders the CPU used between two samples per request, in
 // milliseconds: this process / ClickHouse / Kafka ("-" for a service not
 // found on this machine).

@@ -26,8 +26,9 @@ type benchResult struct {
 	records  int64
 	rows     int64 // 0: not counted
 	duration time.Duration
-	baseline bool // a baseline the ratios are taken against
-	info     bool // shown for context, without a ratio
+	baseline bool      // a baseline the ratios are taken against
+	info     bool      // shown for context, without a ratio
+	cpu      cpuSample // CPU used during the measure, where it was measured
 }
 
 func (r benchResult) perSecond(n int64) float64 {
@@ -388,7 +389,7 @@ func committedToEnd(ctx context.Context, client *kafkago.Client, groupPrefix str
 // worker, as the pipelines run. To bound memory it goes in rounds: one batch
 // per stream is normalized with the clock stopped, then the round's batches
 // are inserted concurrently with the clock running.
-func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c *benchCorpus, batchRows, workers int) (benchResult, error) {
+func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c *benchCorpus, batchRows, workers int, meter cpuMeter) (benchResult, error) {
 	type stream struct {
 		domain string
 		next   *int // the domain's cursor in c.msgs, shared by its workers
@@ -402,6 +403,7 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 	}
 	now := time.Now()
 	var took time.Duration
+	var cpu cpuSample
 	var records, rows int64
 	for {
 		round := make([][]firmbridge.Row, len(streams))
@@ -425,7 +427,7 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 		if empty {
 			break
 		}
-		start := time.Now()
+		start, startCPU := time.Now(), meter.sample()
 		var wg sync.WaitGroup
 		errs := make([]error, len(round))
 		for i, batch := range round {
@@ -440,11 +442,12 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 		}
 		wg.Wait()
 		took += time.Since(start)
+		cpu = cpu.add(meter.sample().sub(startCPU))
 		if err := errors.Join(errs...); err != nil {
 			return benchResult{}, fmt.Errorf("bench: bare insert: %w", err)
 		}
 	}
-	return benchResult{measure: "baseline B: bare clickhouse-go insert", records: records, rows: rows, duration: took, baseline: true}, nil
+	return benchResult{measure: "baseline B: bare clickhouse-go insert", records: records, rows: rows, duration: took, baseline: true, cpu: cpu}, nil
 }
 
 func insertRowsBare(ctx context.Context, conn driver.Conn, rows []firmbridge.Row) error {

@@ -70,6 +70,12 @@ func (r *Registry) Sources() []string { return slices.Clone(r.sources) }
 // envelope fields, RejectUnknownSource, RejectUnknownVersion, or whatever
 // the connector rejects. A cancelled ctx returns ctx.Err().
 func (r *Registry) Normalize(ctx context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	return r.normalize(ctx, env, nil, ingestedAt)
+}
+
+// normalize is Normalize with, for a FieldsConnector, the payload's fields
+// decoded already (when fields is not nil).
+func (r *Registry) normalize(ctx context.Context, env firmbridge.Envelope, fields *Fields, ingestedAt time.Time) ([]firmbridge.Row, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -84,17 +90,58 @@ func (r *Registry) Normalize(ctx context.Context, env firmbridge.Envelope, inges
 	if !slices.Contains(c.SchemaVersions(), env.SchemaVersion) {
 		return nil, unknownVersion(c, env.SchemaVersion)
 	}
+	if fc, ok := c.(FieldsConnector); ok && fields != nil {
+		l, err := Begin(fc, env, ingestedAt)
+		if err != nil {
+			return nil, err
+		}
+		return fc.NormalizeFields(env, l, *fields)
+	}
 	return c.Normalize(ctx, env, ingestedAt)
 }
 
 // NormalizeJSON decodes a raw envelope (see DecodeEnvelope) and normalizes
 // it. A message that is not a JSON envelope is a RejectInvalidEnvelope.
+// A JSON object payload is parsed with the envelope, once.
 func (r *Registry) NormalizeJSON(ctx context.Context, envelope []byte, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	env, err := DecodeEnvelope(envelope)
+	var env firmbridge.Envelope
+	var fields Fields
+	ok, fieldsSet := decodeEnvelopeFast(envelope, &env, &fields)
+	switch {
+	case fieldsSet:
+		return r.normalize(ctx, env, &fields, ingestedAt)
+	case ok:
+		return r.normalize(ctx, env, nil, ingestedAt)
+	}
+	env, err := decodeEnvelopeRef(envelope)
 	if err != nil {
 		return nil, err
 	}
 	return r.Normalize(ctx, env, ingestedAt)
+}
+
+// A FieldsConnector normalizes records whose payload DecodeRecord decodes:
+// its Normalize is NormalizeRecord, and the registry, which may have
+// decoded the payload with the envelope, calls NormalizeFields directly.
+type FieldsConnector interface {
+	firmbridge.Connector
+	// NormalizeFields makes the rows of a record: env passed Begin, which
+	// returned l, and f is DecodeRecord(env).
+	NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f Fields) ([]firmbridge.Row, error)
+}
+
+// NormalizeRecord is a FieldsConnector's Normalize: Begin, DecodeRecord,
+// NormalizeFields.
+func NormalizeRecord(c FieldsConnector, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
+	l, err := Begin(c, env, ingestedAt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := DecodeRecord(env)
+	if err != nil {
+		return nil, err
+	}
+	return c.NormalizeFields(env, l, f)
 }
 
 func unknownVersion(c firmbridge.Connector, v firmbridge.SchemaVersion) *firmbridge.Reject {

@@ -99,7 +99,7 @@ func parseFast[T string | []byte](s T, use func(v *fastjson.Value, p *jsonParser
 // RejectInvalidEnvelope.
 func DecodeEnvelope(b []byte) (firmbridge.Envelope, error) {
 	var env firmbridge.Envelope
-	if decodeEnvelopeFast(b, &env) {
+	if ok, _ := decodeEnvelopeFast(b, &env, nil); ok {
 		return env, nil
 	}
 	return decodeEnvelopeRef(b)
@@ -117,15 +117,31 @@ func decodeEnvelopeRef(b []byte) (firmbridge.Envelope, error) {
 }
 
 // decodeEnvelopeFast is parseFast with fillEnvelope, without a closure
-// that would move the envelope to the heap.
-func decodeEnvelopeFast(b []byte, env *firmbridge.Envelope) bool {
+// that would move the envelope to the heap. With fields not nil, a payload
+// that is a JSON object, with no payload_encoding, is also decoded into
+// *fields from the same parse, as DecodeRecord would decode it (the whole
+// document was validated, so the payload's own validation and parse would
+// only repeat work); fieldsSet says whether it was.
+func decodeEnvelopeFast(b []byte, env *firmbridge.Envelope, fields *Fields) (ok, fieldsSet bool) {
 	if !plainJSON(b) || fastjson.ValidateBytes(b) != nil {
-		return false
+		return false, false
 	}
 	p := jsonParsers.Get().(*jsonParser)
 	defer jsonParsers.Put(p)
 	v, err := p.ParseBytes(b)
-	return err == nil && fillEnvelope(env, v, p)
+	if err != nil {
+		return false, false
+	}
+	payload, ok := fillEnvelope(env, v, p)
+	if !ok {
+		return false, false
+	}
+	if fields == nil || payload == nil || payload.Type() != fastjson.TypeObject || strings.TrimSpace(env.PayloadEncoding) != "" {
+		return true, false
+	}
+	o, _ := payload.Object()
+	*fields = objectFields(o, p)
+	return true, true
 }
 
 // envelopeKeys are the JSON names of firmbridge.Envelope's fields.
@@ -138,10 +154,12 @@ var envelopeKeys = []string{"record_id", "source", "schema_version", "uscc", "ob
 //
 // The record id and the uscc are copied into one string, and the payload
 // once, after the last of their keys was seen.
-func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value, sc *jsonParser) bool {
+//
+// It returns the payload's parsed value, which lives as long as v.
+func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value, sc *jsonParser) (*fastjson.Value, bool) {
 	o, err := v.Object()
 	if err != nil {
-		return false
+		return nil, false
 	}
 	ok := true
 	var late lateFields
@@ -151,7 +169,7 @@ func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value, sc *jsonParser) b
 		}
 	})
 	if !ok {
-		return false
+		return nil, false
 	}
 	if late.hasRecordID || late.hasUSCC {
 		var buf [256]byte
@@ -170,11 +188,11 @@ func fillEnvelope(env *firmbridge.Envelope, v *fastjson.Value, sc *jsonParser) b
 		p := late.payload.MarshalTo(sc.scratch())
 		sc.keep(p)
 		if string(p) == "null" {
-			return false
+			return nil, false
 		}
 		env.Payload = bytes.Clone(p)
 	}
-	return true
+	return late.payload, true
 }
 
 // lateFields are the envelope's fields fillEnvelope sets after visiting
@@ -330,51 +348,59 @@ func decodeJSONObjectFast(text string) (Fields, bool) {
 		if err != nil {
 			return false
 		}
-		f.fields = make([]field, 0, o.Len())
-		// String values and number texts are gathered in the scratch
-		// buffer and become one string, which the fields share.
-		buf := p.scratch()
-		spans := p.spans[:0]
-		o.Visit(func(key []byte, v *fastjson.Value) {
-			name := jsonKeys.intern(key)
-			var i int
-			sp := span{-1, -1}
-			switch v.Type() {
-			case fastjson.TypeString:
-				b, _ := v.StringBytes()
-				sp.start = len(buf)
-				buf = append(buf, b...)
-				i = f.setAt(name, "", nil, true)
-			case fastjson.TypeNull:
-				i = f.setAt(name, "", jsonNull, false)
-			case fastjson.TypeObject, fastjson.TypeArray:
-				raw := v.MarshalTo(nil)
-				i = f.setAt(name, string(raw), raw, false)
-			default: // numbers keep their literal text, like a CSV field
-				sp.start = len(buf)
-				buf = v.MarshalTo(buf)
-				i = f.setAt(name, "", nil, false)
-			}
-			if sp.start >= 0 {
-				sp.end = len(buf)
-			}
-			if i == len(spans) {
-				spans = append(spans, sp)
-			} else {
-				spans[i] = sp
-			}
-		})
-		all := string(buf)
-		for i, sp := range spans {
-			if sp.start >= 0 {
-				f.fields[i].value = all[sp.start:sp.end]
-			}
-		}
-		p.keep(buf)
-		p.spans = spans[:0]
+		f = objectFields(o, p)
 		return true
 	})
 	return f, ok
+}
+
+// objectFields are the fields of a parsed JSON object, as decodeJSONObject
+// makes them. Object keys are unescaped in place: o must not be marshalled
+// after.
+func objectFields(o *fastjson.Object, p *jsonParser) Fields {
+	f := Fields{fields: make([]field, 0, o.Len())}
+	// String values and number texts are gathered in the scratch buffer
+	// and become one string, which the fields share.
+	buf := p.scratch()
+	spans := p.spans[:0]
+	o.Visit(func(key []byte, v *fastjson.Value) {
+		name := jsonKeys.intern(key)
+		var i int
+		sp := span{-1, -1}
+		switch v.Type() {
+		case fastjson.TypeString:
+			b, _ := v.StringBytes()
+			sp.start = len(buf)
+			buf = append(buf, b...)
+			i = f.setAt(name, "", nil, true)
+		case fastjson.TypeNull:
+			i = f.setAt(name, "", jsonNull, false)
+		case fastjson.TypeObject, fastjson.TypeArray:
+			raw := v.MarshalTo(nil)
+			i = f.setAt(name, string(raw), raw, false)
+		default: // numbers keep their literal text, like a CSV field
+			sp.start = len(buf)
+			buf = v.MarshalTo(buf)
+			i = f.setAt(name, "", nil, false)
+		}
+		if sp.start >= 0 {
+			sp.end = len(buf)
+		}
+		if i == len(spans) {
+			spans = append(spans, sp)
+		} else {
+			spans[i] = sp
+		}
+	})
+	all := string(buf)
+	for i, sp := range spans {
+		if sp.start >= 0 {
+			f.fields[i].value = all[sp.start:sp.end]
+		}
+	}
+	p.keep(buf)
+	p.spans = spans[:0]
+	return f
 }
 
 // span is where a field's value lies in decodeJSONObjectFast's buffer.

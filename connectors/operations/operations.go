@@ -108,14 +108,11 @@ func (Electricity) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c Electricity) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (Electricity) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	account := r.RequiredText(elAccount...)
 	uscc := r.USCC(colUSCC...)
@@ -161,14 +158,11 @@ func (Water) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c Water) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (Water) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(colUSCC...)
 	period := r.Period(monthOrQuarter, waterPeriod...)
@@ -218,14 +212,11 @@ func (SocialInsurance) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c SocialInsurance) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (SocialInsurance) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(colUSCC...)
 	period := r.Period(monthOrQuarter, siPeriod...)
@@ -270,14 +261,11 @@ func (Customs) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c Customs) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (Customs) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(cusUSCC...)
 	month := r.Period(monthOnly, cusMonth...)

@@ -98,14 +98,11 @@ func (Bibliographic) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c Bibliographic) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (Bibliographic) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	app := readApplicationNo(r, colApplicationNo...)
 	kind := ""
@@ -356,14 +353,11 @@ func (LegalEvent) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c LegalEvent) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (LegalEvent) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	app := readApplicationNo(r, colApplicationNo...)
 	date := r.Date(evDate...)

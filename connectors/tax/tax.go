@@ -132,14 +132,11 @@ func (VATReturn) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c VATReturn) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (VATReturn) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(colTaxpayerID...)
 	name := r.Name(colTaxpayerName...)
@@ -320,14 +317,11 @@ func (CITAnnual) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c CITAnnual) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (CITAnnual) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(citTaxpayerID...)
 	year := r.Year(citTaxYear...)
@@ -389,14 +383,11 @@ func (CreditRating) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c CreditRating) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (CreditRating) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(colUSCC...)
 	year := r.Year(ratingYear...)
@@ -454,14 +445,11 @@ func (Arrears) SchemaVersions() []firmbridge.SchemaVersion { return v1 }
 
 // Normalize implements firmbridge.Connector.
 func (c Arrears) Normalize(_ context.Context, env firmbridge.Envelope, ingestedAt time.Time) ([]firmbridge.Row, error) {
-	l, err := connectors.Begin(c, env, ingestedAt)
-	if err != nil {
-		return nil, err
-	}
-	f, err := connectors.DecodeRecord(env)
-	if err != nil {
-		return nil, err
-	}
+	return connectors.NormalizeRecord(c, env, ingestedAt)
+}
+
+// NormalizeFields implements connectors.FieldsConnector.
+func (Arrears) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f connectors.Fields) ([]firmbridge.Row, error) {
 	r := connectors.NewReader(f)
 	uscc := r.USCC(colUSCC...)
 	asOf := r.Date(arrearsAsOf...)

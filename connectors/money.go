@@ -55,6 +55,9 @@ func ParseUnit(unit string) (decimal.Decimal, error) {
 	if unit == "" {
 		return one, nil
 	}
+	if f, ok := yuanUnits[unit]; ok { // as sent, nearly always
+		return f, nil
+	}
 	u := strings.ToLower(compact(Fold(unit), ""))
 	if f, ok := yuanUnits[u]; ok {
 		return f, nil

@@ -280,7 +280,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	// 7. Baseline B: the same rows, normalized up front, inserted bare into a
 	// fresh copy of the tables.
-	say("baseline B: bare clickhouse-go insert (normalizing each round first, untimed)")
+	say("baseline B: bare clickhouse-go insert (normalizing every batch first, untimed)")
 	runtime.GC()
 	waitForMerges(ctx, store, 30*time.Second)
 	inserted, err := insertBare(ctx, bare.Conn(), decode, corpus, o.batchRows, o.workers, meter)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,37 @@ func FuzzAmountFastPath(f *testing.F) {
 		got := decimal.New(fen, -2)
 		if !got.Equal(want) || got.Exponent() != want.Exponent() || got.String() != want.String() {
 			t.Fatalf("fenFast(%q, %s, %s) = %s (exp %d), reference %s (exp %d)", s, f1, f2, got, got.Exponent(), want, want.Exponent())
+		}
+	})
+}
+
+// ParseYuan and ParseScaled's shortcut for plain figures gives what the
+// general path gives, value, exponent and error.
+func FuzzPlainAmountShortcut(f *testing.F) {
+	for _, s := range []string{"1,234.56", "-", "--", "-0.01", "1.2.3", ",", ".", "-,", "12", "0.001", "1,,0", "99999999999999999999", "-.5"} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(2))
+	}
+	units := []string{"", "元", "万元", "亿", "千元"}
+	f.Fuzz(func(t *testing.T, s string, u uint8) {
+		unit := units[int(u)%len(units)]
+		factor, err := ParseUnit(unit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, gotErr := ParseYuan(s, unit)
+		want, wantErr := parseYuan(s, unit, factor)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || got.String() != want.String() || got.Exponent() != want.Exponent() {
+			t.Fatalf("ParseYuan(%q, %q) = %s (exp %d), %v; general path %s (exp %d), %v", s, unit, got, got.Exponent(), gotErr, want, want.Exponent(), wantErr)
+		}
+		if plainAmount(s) {
+			f1, m1, err1 := decimalText(s)
+			if err1 != nil || f1 != s || !m1.Equal(one) {
+				t.Fatalf("decimalText(%q) = %q, %s, %v; want it as it is", s, f1, m1, err1)
+			}
+			if f2 := strings.ToLower(compact(Fold(s), "")); f2 != s || isMissing(f2) {
+				t.Fatalf("plain %q folds to %q (missing %v)", s, f2, isMissing(f2))
+			}
 		}
 	})
 }

@@ -84,6 +84,16 @@ func ParseYuan(s string, unit string) (decimal.Decimal, error) {
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
+	if plainAmount(s) { // nothing to fold, strip or look up
+		if fen, ok := fenFast(s, colFactor, one); ok {
+			return decimal.New(fen, -2), nil
+		}
+	}
+	return parseYuan(s, unit, colFactor)
+}
+
+// parseYuan is ParseYuan without the shortcut for plain amounts.
+func parseYuan(s string, unit string, colFactor decimal.Decimal) (decimal.Decimal, error) {
 	f := strings.ToLower(compact(Fold(s), ""))
 	if isMissing(f) {
 		return decimal.Decimal{}, errEmptyAmount
@@ -152,6 +162,9 @@ func ParseScaled(s string, factor decimal.Decimal) (decimal.Decimal, error) {
 // decimalText returns the folded number text of a ParseDecimal quantity
 // and the multiplier of its suffix (万, 亿), or errEmptyValue.
 func decimalText(s string) (string, decimal.Decimal, error) {
+	if plainAmount(s) {
+		return s, one, nil
+	}
 	f := strings.ToLower(compact(Fold(s), ""))
 	if isMissing(f) {
 		return "", decimal.Decimal{}, errEmptyValue
@@ -164,6 +177,27 @@ func decimalText(s string) (string, decimal.Decimal, error) {
 		f, factor = strings.TrimSuffix(f, "亿"), yi
 	}
 	return f, factor, nil
+}
+
+// plainAmount reports whether s is digits, thousands commas and a point,
+// with at least one digit and at most a leading minus: a figure that
+// folding, compacting, lower-casing and the prefix and suffix checks
+// leave as it is, and no placeholder for "no value".
+func plainAmount(s string) bool {
+	if s != "" && s[0] == '-' {
+		s = s[1:]
+	}
+	digit := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c == ',' || c == '.':
+		default:
+			return false
+		}
+	}
+	return digit
 }
 
 // fenFast is the fast path of toScale2(mulBy(mulBy(parseNumber(f), f1), f2)):

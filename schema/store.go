@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -177,31 +178,53 @@ func (s *Store) DropDatabase(ctx context.Context) error {
 // have been written, which is safe because every table is keyed so that a
 // row written again replaces itself.
 func (s *Store) InsertRows(ctx context.Context, rows []firmbridge.Row) error {
-	type group struct {
-		table   string
-		columns []string
-		rows    []firmbridge.Row
-	}
-	var order []string
-	groups := map[string]*group{}
-	for _, r := range rows {
-		cols := r.Columns()
-		key := r.Table() + "(" + strings.Join(cols, ",") + ")"
-		g, ok := groups[key]
-		if !ok {
-			g = &group{table: r.Table(), columns: cols}
-			groups[key] = g
-			order = append(order, key)
-		}
-		g.rows = append(g.rows, r)
-	}
-	for _, key := range order {
-		g := groups[key]
-		if err := s.insertGroup(ctx, g.table, g.columns, g.rows); err != nil {
+	for _, g := range GroupRows(rows) {
+		if err := s.insertGroup(ctx, g.Table, g.Columns, g.Rows); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// RowGroup is rows of one table and column list, in their order.
+type RowGroup struct {
+	Table   string
+	Columns []string
+	Rows    []firmbridge.Row
+}
+
+// GroupRows splits rows into one group per table and column list, in the
+// order each first appears. A batch holds a few tables, and a row type
+// returns the same column slice every time: a linear scan that compares
+// slices by identity first costs no allocation per row.
+func GroupRows(rows []firmbridge.Row) []RowGroup {
+	var groups []RowGroup
+	last := -1
+	for _, r := range rows {
+		table, cols := r.Table(), r.Columns()
+		if last < 0 || groups[last].Table != table || !sameColumns(groups[last].Columns, cols) {
+			last = -1
+			for i := range groups {
+				if groups[i].Table == table && sameColumns(groups[i].Columns, cols) {
+					last = i
+					break
+				}
+			}
+			if last < 0 {
+				groups = append(groups, RowGroup{Table: table, Columns: cols})
+				last = len(groups) - 1
+			}
+		}
+		groups[last].Rows = append(groups[last].Rows, r)
+	}
+	return groups
+}
+
+func sameColumns(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	return len(a) == 0 || &a[0] == &b[0] || slices.Equal(a, b)
 }
 
 func (s *Store) insertGroup(ctx context.Context, table string, columns []string, rows []firmbridge.Row) error {

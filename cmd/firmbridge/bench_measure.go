@@ -457,28 +457,20 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 }
 
 func insertRowsBare(ctx context.Context, conn driver.Conn, rows []firmbridge.Row) error {
-	var order []string
-	groups := map[string][]firmbridge.Row{}
-	for _, r := range rows {
-		key := r.Table() + " (" + strings.Join(r.Columns(), ", ") + ")"
-		if _, ok := groups[key]; !ok {
-			order = append(order, key)
-		}
-		groups[key] = append(groups[key], r)
-	}
-	for _, key := range order {
-		b, err := conn.PrepareBatch(ctx, "INSERT INTO "+key)
+	for _, g := range schema.GroupRows(rows) {
+		into := g.Table + " (" + strings.Join(g.Columns, ", ") + ")"
+		b, err := conn.PrepareBatch(ctx, "INSERT INTO "+into)
 		if err != nil {
-			return fmt.Errorf("prepare %s: %w", key, err)
+			return fmt.Errorf("prepare %s: %w", into, err)
 		}
-		for _, r := range groups[key] {
+		for _, r := range g.Rows {
 			if err := b.Append(r.Values()...); err != nil {
 				_ = b.Abort()
-				return fmt.Errorf("append to %s: %w", key, err)
+				return fmt.Errorf("append to %s: %w", into, err)
 			}
 		}
 		if err := b.Send(); err != nil {
-			return fmt.Errorf("send %d rows to %s: %w", len(groups[key]), key, err)
+			return fmt.Errorf("send %d rows to %s: %w", len(g.Rows), into, err)
 		}
 	}
 	return nil

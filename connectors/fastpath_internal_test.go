@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
@@ -179,6 +180,36 @@ func FuzzUnquoteSimple(f *testing.F) {
 		}
 		if got != want {
 			t.Fatalf("unquoteSimple(%q) = %q, encoding/json has %q", raw, got, want)
+		}
+	})
+}
+
+// plainJSONRef is plainJSON one byte at a time.
+func plainJSONRef(s []byte) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c < 0x20:
+			return false
+		case c == '\\' && i+2 < len(s) && s[i+1] == 'u' && (s[i+2] == 'd' || s[i+2] == 'D'):
+			return false
+		}
+	}
+	return utf8.Valid(s)
+}
+
+func FuzzPlainJSON(f *testing.F) {
+	for _, s := range []string{``, `{"a":"b"}`, "{\"a\":\"\x1f\"}", "0123456\x00", "01234567\x1f", `"\uD800"`, `\\ud`, `\u`, `\ud`,
+		"\x7f\x80\x20\x1f\x21", "é\x19", "abcdefgh\tijklmnop", `{"k":"\u00e9","l":"\uDC00x"}`, "\xff\xfe", "        \n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, s []byte) {
+		want := plainJSONRef(s)
+		if got := plainJSON(s); got != want {
+			t.Fatalf("plainJSON(%q) = %v, one byte at a time %v", s, got, want)
+		}
+		if got := plainJSON(string(s)); got != want {
+			t.Fatalf("plainJSON(string %q) = %v, one byte at a time %v", s, got, want)
 		}
 	})
 }

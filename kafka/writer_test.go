@@ -95,14 +95,7 @@ func (d *dyingBroker) addr() string { return d.ln.Addr().String() }
 // This is how the cluster test's producer failed in CI: kafka-go retries
 // produce requests but returns a failed metadata lookup at once.
 func TestWriter_RetriesLookupOnDyingBroker(t *testing.T) {
-	kcfg := testenv.Kafka(t)
-	topic := testenv.Topics(t, kcfg, "writer.retry")[0]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	dying := startDyingBroker(t, kcfg.Brokers[0], 1)
-	w := kafka.NewWriter(kafka.Config{Brokers: []string{dying.addr()}}, topic)
-	defer w.Close()
+	ctx, kcfg, topic, dying, w := writerBehindDyingBroker(t, "writer.retry")
 	start := time.Now()
 	if err := w.WriteMessages(ctx, kafkago.Message{Key: []byte("k"), Value: []byte("once")}); err != nil {
 		t.Fatalf("write through a dying bootstrap broker: %v", err)
@@ -119,21 +112,28 @@ func TestWriter_RetriesLookupOnDyingBroker(t *testing.T) {
 // Without lookup retries the same write fails: the test above depends on
 // them, not on kafka-go recovering by itself.
 func TestWriter_LookupFailureWithoutRetries(t *testing.T) {
-	kcfg := testenv.Kafka(t)
-	topic := testenv.Topics(t, kcfg, "writer.noretry")[0]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	dying := startDyingBroker(t, kcfg.Brokers[0], 1)
-	w := kafka.NewWriter(kafka.Config{Brokers: []string{dying.addr()}}, topic)
+	ctx, kcfg, topic, _, w := writerBehindDyingBroker(t, "writer.noretry")
 	w.LookupRetries = 0
-	defer w.Close()
 	if err := w.WriteMessages(ctx, kafkago.Message{Value: []byte("x")}); err == nil {
 		t.Fatal("a write whose metadata lookup was reset succeeded without retries")
 	}
 	if n := messagesIn(t, kcfg, topic); n != 0 {
 		t.Errorf("%d messages in %s after a failed lookup, want 0", n, topic)
 	}
+}
+
+// writerBehindDyingBroker returns a writer to a new topic whose only
+// bootstrap address is a dyingBroker that resets its first connection.
+func writerBehindDyingBroker(t *testing.T, topicBase string) (context.Context, kafka.Config, string, *dyingBroker, *kafka.Writer) {
+	t.Helper()
+	kcfg := testenv.Kafka(t)
+	topic := testenv.Topics(t, kcfg, topicBase)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	dying := startDyingBroker(t, kcfg.Brokers[0], 1)
+	w := kafka.NewWriter(kafka.Config{Brokers: []string{dying.addr()}}, topic)
+	t.Cleanup(func() { w.Close() })
+	return ctx, kcfg, topic, dying, w
 }
 
 // messagesIn counts the messages in every partition of topic.

@@ -456,10 +456,6 @@ const benchmarksIntro = `# Benchmarks
 Written by ` + "`firmbridge bench ingest|api|audit`" + `; docs/BENCHMARKS.md in the repository explains the method.
 `
 
-// appendBenchmark adds one run of `bench kind` to the benchmarks file: in
-// its section, above the line "<!-- end of bench KIND results -->", so runs
-// of each kind stay together, newest last; at the end of the file when the
-// section has no such line; in a new file when there is none.
 // cpuNotes lists the CPU each measure cost per 1,000 records.
 func cpuNotes(meter cpuMeter, results []benchResult) string {
 	var parts []string
@@ -473,6 +469,10 @@ func cpuNotes(meter cpuMeter, results []benchResult) string {
 	return strings.Join(parts, "; ")
 }
 
+// appendBenchmark adds one run of `bench kind` to the benchmarks file: in
+// its section, above the line "<!-- end of bench KIND results -->", so runs
+// of each kind stay together, newest last; at the end of the file when the
+// section has no such line; in a new file when there is none.
 func appendBenchmark(path, kind string, at time.Time, cmdline, table, notes, machine string) error {
 	var entry bytes.Buffer
 	fmt.Fprintf(&entry, "### %s: bench %s\n\n", at.Format("2006-01-02 15:04 MST"), kind)

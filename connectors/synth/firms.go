@@ -76,11 +76,18 @@ var tradeNames = []string{"鑫", "华", "创", "恒", "达", "瑞", "智", "新"
 
 // Firms returns n firms with valid, distinct USCCs (correct check
 // characters for both GB 32100 and the embedded GB 11714 organization
-// code) and plausible names in Cities, across several industries.
+// code) and distinct, plausible names in Cities, across several industries.
+//
+// The names are drawn from about 81,000 (city, two trade characters,
+// industry, company form); once nearly all are taken, a firm whose name
+// is taken becomes a branch of that company (…有限公司第1分公司), which has
+// a USCC of its own as branches do, so any n can be generated.
 func Firms(seed int64, n int) []Firm {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5f1a5))
 	firms := make([]Firm, 0, n)
 	seenUSCC, seenName := map[string]bool{}, map[string]bool{}
+	branches := map[string]int{} // name → branches named after it so far
+	takenInARow := 0
 	for len(firms) < n {
 		city := Cities[rng.IntN(len(Cities))]
 		ind := industries[rng.IntN(len(industries))]
@@ -89,9 +96,19 @@ func Firms(seed int64, n int) []Firm {
 		if rng.IntN(6) == 0 {
 			name = city.Name + tradeNames[rng.IntN(len(tradeNames))] + tradeNames[rng.IntN(len(tradeNames))] + ind.word + "股份有限公司"
 		}
-		if seenUSCC[uscc] || seenName[name] {
+		if seenUSCC[uscc] {
 			continue
 		}
+		if seenName[name] {
+			// Drawing again keeps the sequence of firms of every seed as it
+			// was, until the names run out.
+			if takenInARow++; takenInARow < maxNameDraws {
+				continue
+			}
+			branches[name]++
+			name = fmt.Sprintf("%s第%d分公司", name, branches[name])
+		}
+		takenInARow = 0
 		seenUSCC[uscc], seenName[name] = true, true
 		small := rng.IntN(3) == 0
 		employees := 15 + rng.IntN(400)
@@ -107,6 +124,11 @@ func Firms(seed int64, n int) []Firm {
 	}
 	return firms
 }
+
+// maxNameDraws is how many taken names in a row Firms draws before it
+// names a branch instead: far more than ever happen before the names run
+// out (at 90% of them taken, 100 in a row has odds of about 1 in 38,000).
+const maxNameDraws = 100
 
 // orgAlphabet is the GB 11714 character set used in organization codes.
 const orgAlphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"

@@ -92,6 +92,37 @@ func TestFirms(t *testing.T) {
 	}
 }
 
+// More firms than there are names: the generator does not loop, names
+// and USCCs stay distinct, the firms after the names run out are branches,
+// and the firms before are those a smaller n gives.
+func TestFirms_BeyondTheNames(t *testing.T) {
+	const n = 100_000 // the names are about 81,000
+	firms := synth.Firms(1, n)
+	if len(firms) != n {
+		t.Fatalf("got %d firms, want %d", len(firms), n)
+	}
+	usccs, names := map[string]bool{}, map[string]bool{}
+	branches := 0
+	for _, f := range firms {
+		if usccs[f.USCC] || names[f.Name] {
+			t.Fatalf("firm %s %s repeats a USCC or a name", f.USCC, f.Name)
+		}
+		usccs[f.USCC], names[f.Name] = true, true
+		if strings.HasSuffix(f.Name, "分公司") {
+			branches++
+		}
+	}
+	if branches < n-81_000 {
+		t.Errorf("%d branches among %d firms, want at least %d", branches, n, n-81_000)
+	}
+	small := synth.Firms(1, 1000)
+	for i := range small {
+		if small[i] != firms[i] {
+			t.Fatalf("firm %d of Firms(1, 1000) is %+v, of Firms(1, %d) %+v", i, small[i], n, firms[i])
+		}
+	}
+}
+
 func TestGenerate_Deterministic(t *testing.T) {
 	firms := synth.Firms(9, 10)
 	a := synth.Generate(9, firms, 12, end, synth.Options{Malformed: 0.1, Duplicates: 0.1})

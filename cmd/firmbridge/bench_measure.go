@@ -385,22 +385,49 @@ func committedToEnd(ctx context.Context, client *kafkago.Client, groupPrefix str
 // insertBare is baseline B: the rows the pipelines store, written with
 // clickhouse-go alone: per batch, one PrepareBatch (explicit columns) per
 // table, Append, Send, as schema.Store.InsertRows does, without the
-// pipeline around it. Batches are
-// cut as the pipeline cuts them (a record's rows never split; a batch
-// closes at batchRows rows or more), one stream of batches per domain and
-// worker, as the pipelines run. Every batch is normalized before the clock
-// starts; then the streams insert their batches one after another,
-// concurrently, with the clock running, as the pipelines do. (Normalizing
-// in rounds between timed inserts, as this did before, let the server
-// merge parts in the untimed gaps, which the pipelines never get.)
+// pipeline around it. Batches are cut as the pipeline cuts them (a
+// record's rows never split; a batch closes at batchRows rows or more),
+// one stream of batches per domain and worker, as the pipelines run.
+//
+// The batches are normalized before the clock starts; then the streams
+// insert theirs one after another, concurrently, with the clock running,
+// as the pipelines do. (Normalizing in rounds of one batch per stream
+// between timed inserts, as this did before, let the server merge parts
+// in the untimed gaps, which the pipelines never get.) To bound memory,
+// a corpus larger than bareRoundRecords goes in that many records at a
+// time.
 func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c *benchCorpus, batchRows, workers int, meter cpuMeter) (benchResult, error) {
 	now := time.Now()
+	var took time.Duration
+	var cpu cpuSample
 	var records, rows int64
-	var streams [][][]firmbridge.Row // per stream, its batches in order
+	for from := 0; from < len(c.msgs); from += bareRoundRecords {
+		msgs := c.msgs[from:min(from+bareRoundRecords, len(c.msgs))]
+		streams, n, r := bareStreams(ctx, decode, msgs, batchRows, workers, now)
+		records, rows = records+n, rows+r
+		runtime.GC()
+		start, startCPU := time.Now(), meter.sample()
+		err := insertStreams(ctx, conn, streams)
+		took, cpu = took+time.Since(start), cpu.add(meter.sample().sub(startCPU))
+		if err != nil {
+			return benchResult{}, fmt.Errorf("bench: bare insert: %w", err)
+		}
+	}
+	return benchResult{measure: "baseline B: bare clickhouse-go insert", records: records, rows: rows, duration: took, baseline: true, cpu: cpu}, nil
+}
+
+// bareRoundRecords bounds the records whose rows baseline B holds at once:
+// about 3 GB of the process's memory per million.
+var bareRoundRecords = 1_500_000
+
+// bareStreams normalizes msgs and cuts their rows into batches, one stream
+// of batches per domain and worker; it returns the streams and how many
+// records and rows they hold.
+func bareStreams(ctx context.Context, decode ingest.Decoder, msgs []benchMsg, batchRows, workers int, now time.Time) (streams [][][]firmbridge.Row, records, rows int64) {
 	for _, d := range firmbridge.Domains {
 		var batches [][]firmbridge.Row
 		var batch []firmbridge.Row
-		for _, m := range c.msgs {
+		for _, m := range msgs {
 			if m.domain != d {
 				continue
 			}
@@ -432,8 +459,12 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 			}
 		}
 	}
-	runtime.GC()
-	start, startCPU := time.Now(), meter.sample()
+	return streams, records, rows
+}
+
+// insertStreams inserts every stream's batches in order, the streams
+// concurrently.
+func insertStreams(ctx context.Context, conn driver.Conn, streams [][][]firmbridge.Row) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(streams))
 	for i, batches := range streams {
@@ -449,11 +480,7 @@ func insertBare(ctx context.Context, conn driver.Conn, decode ingest.Decoder, c 
 		}()
 	}
 	wg.Wait()
-	took, cpu := time.Since(start), meter.sample().sub(startCPU)
-	if err := errors.Join(errs...); err != nil {
-		return benchResult{}, fmt.Errorf("bench: bare insert: %w", err)
-	}
-	return benchResult{measure: "baseline B: bare clickhouse-go insert", records: records, rows: rows, duration: took, baseline: true, cpu: cpu}, nil
+	return errors.Join(errs...)
 }
 
 func insertRowsBare(ctx context.Context, conn driver.Conn, rows []firmbridge.Row) error {

@@ -42,6 +42,9 @@ func TestBenchIngest(t *testing.T) {
 	kcfg := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Baseline B in three rounds, as a corpus of millions goes.
+	defer func(n int) { bareRoundRecords = n }(bareRoundRecords)
+	bareRoundRecords = 700
 	out, stderr, output := benchCommand(ctx, t, kcfg, "ingest", "--records", "2000", "--partitions", "2", "--batch-rows", "500", "--batch-wait", "200ms")
 
 	t.Run("every measure is in the table", func(t *testing.T) {
@@ -61,6 +64,10 @@ func TestBenchIngest(t *testing.T) {
 		}
 		if !strings.Contains(out, "2000 messages fetched, "+m[2]+" rows stored, 0 dead letters (0 expected)") {
 			t.Errorf("the notes do not account for every record:\n%s", out)
+		}
+		// Baseline B, in rounds, inserted the same rows.
+		if !strings.Contains(out, "| baseline B: bare clickhouse-go insert | 2000 | "+m[2]+" |") {
+			t.Errorf("baseline B did not insert the %s rows of the end-to-end measure:\n%s", m[2], out)
 		}
 	})
 	t.Run("the run is appended with the machine and the command", func(t *testing.T) {

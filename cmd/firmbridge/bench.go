@@ -229,7 +229,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	// 4. Normalize only: the CPU the connectors need, and what the pipelines
 	// must end up storing.
 	decode := ingest.EnvelopeDecoder(registry)
-	meter := cpuMeter{clickhouse: listenerPID(cfg.ClickHouseAddr), kafka: listenerPID(kcfg.Brokers[0])}
+	meter := newCPUMeter(cfg.ClickHouseAddr, kcfg.Brokers)
 	say("normalize only")
 	before := meter.sample()
 	norm, exp, err := normalizeCorpus(ctx, decode, corpus)

@@ -260,11 +260,7 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 
 	// 4. Measure: the same firms, in the same order, for every measure.
-	var broker string
-	if len(kcfg.Brokers) > 0 {
-		broker = kcfg.Brokers[0]
-	}
-	meter := cpuMeter{clickhouse: listenerPID(cfg.ClickHouseAddr), kafka: listenerPID(broker)}
+	meter := newCPUMeter(cfg.ClickHouseAddr, kcfg.Brokers)
 	order := benchOrder(o.seed, usccs, o.requests)
 	warm := benchOrder(o.seed+1, usccs, o.warmup)
 	measure := func(name string, call func(context.Context, string) (int64, error), before func()) (*latencyRun, error) {

@@ -97,6 +97,16 @@ type cpuMeter struct {
 	clickhouse, kafka int
 }
 
+// newCPUMeter finds the local processes serving the ClickHouse address
+// and the first broker; 0 (not measured) for one not found here.
+func newCPUMeter(clickhouseAddr string, brokers []string) cpuMeter {
+	var broker string
+	if len(brokers) > 0 {
+		broker = brokers[0]
+	}
+	return cpuMeter{clickhouse: listenerPID(clickhouseAddr), kafka: listenerPID(broker)}
+}
+
 type cpuSample struct{ self, clickhouse, kafka time.Duration }
 
 func (m cpuMeter) sample() cpuSample {
@@ -114,22 +124,19 @@ func (a cpuSample) sub(b cpuSample) cpuSample {
 // perThousand renders CPU used per 1,000 items, in milliseconds: this
 // process / ClickHouse / Kafka ("-" for a service not found here).
 func (m cpuMeter) perThousand(used cpuSample, n int64) string {
-	if n == 0 {
-		return ""
-	}
-	ms := func(pid int, d time.Duration) string {
-		if pid == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)*1000/float64(n))
-	}
-	return ms(os.Getpid(), used.self) + " / " + ms(m.clickhouse, used.clickhouse) + " / " + ms(m.kafka, used.kafka)
+	return m.render(used, 1000, n, "%.1f")
 }
 
 // perProfile renders the CPU used between two samples per request, in
 // milliseconds: this process / ClickHouse / Kafka ("-" for a service not
 // found on this machine).
 func (m cpuMeter) perProfile(a, b cpuSample, n int) string {
+	return m.render(b.sub(a), 1, int64(n), "%.2f")
+}
+
+// render renders used×scale/n per process, in milliseconds, with format;
+// "" when n is 0.
+func (m cpuMeter) render(used cpuSample, scale float64, n int64, format string) string {
 	if n == 0 {
 		return ""
 	}
@@ -137,9 +144,9 @@ func (m cpuMeter) perProfile(a, b cpuSample, n int) string {
 		if pid == 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)/float64(n))
+		return fmt.Sprintf(format, float64(d)/float64(time.Millisecond)*scale/float64(n))
 	}
-	return ms(os.Getpid(), b.self-a.self) + " / " + ms(m.clickhouse, b.clickhouse-a.clickhouse) + " / " + ms(m.kafka, b.kafka-a.kafka)
+	return ms(os.Getpid(), used.self) + " / " + ms(m.clickhouse, used.clickhouse) + " / " + ms(m.kafka, used.kafka)
 }
 
 // benchQueryTag marks the queries of the query-log profile: a setting at

@@ -490,11 +490,9 @@ func insertRowsBare(ctx context.Context, conn driver.Conn, rows []firmbridge.Row
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", into, err)
 		}
-		for _, r := range g.Rows {
-			if err := b.Append(r.Values()...); err != nil {
-				_ = b.Abort()
-				return fmt.Errorf("append to %s: %w", into, err)
-			}
+		if err := schema.AppendRows(b, g.Rows); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("append to %s: %w", into, err)
 		}
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("send %d rows to %s: %w", len(g.Rows), into, err)

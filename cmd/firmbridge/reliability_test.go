@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/shopspring/decimal"
 
 	"github.com/firmbridge/firmbridge"
@@ -180,21 +179,9 @@ func publish(t *testing.T, kcfg kafka.Config, recs []synth.Record) {
 // deadLetters counts the messages in the dead-letter topics.
 func deadLetters(t *testing.T, kcfg kafka.Config) int64 {
 	t.Helper()
-	client := &kafkago.Client{Addr: kafkago.TCP(kcfg.Brokers...)}
 	var total int64
 	for _, d := range firmbridge.Domains {
-		topic := kcfg.Topic(firmbridge.DeadLetterTopic(d))
-		req := map[string][]kafkago.OffsetRequest{topic: {}}
-		for p := range kcfg.Partitions {
-			req[topic] = append(req[topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
-		}
-		resp, err := client.ListOffsets(context.Background(), &kafkago.ListOffsetsRequest{Topics: req})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range resp.Topics[topic] {
-			total += p.LastOffset - p.FirstOffset
-		}
+		total += testenv.Messages(t, kcfg, kcfg.Topic(firmbridge.DeadLetterTopic(d)))
 	}
 	return total
 }

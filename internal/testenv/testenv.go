@@ -8,12 +8,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/firmbridge/firmbridge/kafka"
 	"github.com/firmbridge/firmbridge/schema"
@@ -163,4 +166,41 @@ func ensureTopics(t testing.TB, cfg kafka.Config, names []string) {
 			t.Logf("delete scratch topics: %v", err)
 		}
 	})
+}
+
+// Messages counts the messages in every partition of topic: the sum of
+// last minus first offset. A partition whose offsets come back with an
+// error (a new topic's leader not elected yet answers -1) is asked again
+// for up to 10 s, instead of being counted wrong.
+func Messages(t testing.TB, cfg kafka.Config, topic string) int64 {
+	t.Helper()
+	parts, err := kafka.Partitions(context.Background(), cfg, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := map[string][]kafkago.OffsetRequest{}
+	for _, p := range parts {
+		req[topic] = append(req[topic], kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(cfg.Brokers...)}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := client.ListOffsets(context.Background(), &kafkago.ListOffsetsRequest{Topics: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		var partErr error
+		for _, p := range resp.Topics[topic] {
+			if p.Error != nil {
+				partErr = fmt.Errorf("partition %d: %w", p.Partition, p.Error)
+			}
+			n += p.LastOffset - p.FirstOffset
+		}
+		if partErr == nil {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets of %s: %v", topic, partErr)
+		}
+	}
 }

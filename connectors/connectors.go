@@ -106,7 +106,11 @@ func (r *Registry) normalize(ctx context.Context, env firmbridge.Envelope, field
 func (r *Registry) NormalizeJSON(ctx context.Context, envelope []byte, ingestedAt time.Time) ([]firmbridge.Row, error) {
 	var env firmbridge.Envelope
 	var fields Fields
-	ok, fieldsSet := decodeEnvelopeFast(envelope, &env, &fields)
+	ok, fieldsSet := scanEnvelope(envelope, &env, &fields)
+	if !ok {
+		env, fields = firmbridge.Envelope{}, Fields{}
+		ok, fieldsSet = decodeEnvelopeFast(envelope, &env, &fields)
+	}
 	switch {
 	case fieldsSet:
 		return r.normalize(ctx, env, &fields, ingestedAt)

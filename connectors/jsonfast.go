@@ -121,6 +121,10 @@ func parseFast[T string | []byte](s T, use func(v *fastjson.Value, p *jsonParser
 // RejectInvalidEnvelope.
 func DecodeEnvelope(b []byte) (firmbridge.Envelope, error) {
 	var env firmbridge.Envelope
+	if ok, _ := scanEnvelope(b, &env, nil); ok {
+		return env, nil
+	}
+	env = firmbridge.Envelope{}
 	if ok, _ := decodeEnvelopeFast(b, &env, nil); ok {
 		return env, nil
 	}

@@ -494,7 +494,10 @@ func decodeCSVLine(text, header string) (Fields, error) {
 	if err != nil {
 		return Fields{}, err
 	}
-	values, err := readCSVLine(text)
+	// Most lines have a few dozen fields at most: their values are
+	// gathered on the stack and copied into the record's fields.
+	var buf [32]string
+	values, err := appendCSVLine(buf[:0], text)
 	if err != nil {
 		return Fields{}, invalidPayload("payload is not one CSV line: " + err.Error())
 	}
@@ -549,6 +552,12 @@ func csvHeader(header string) (parsedHeader, error) {
 var lineReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 func readCSVLine(s string) ([]string, error) {
+	return appendCSVLine(nil, s)
+}
+
+// appendCSVLine is readCSVLine appending the fields to dst, which it may
+// return (grown) when it splits the line itself.
+func appendCSVLine(dst []string, s string) ([]string, error) {
 	s = strings.TrimRight(s, "\r\n")
 	if strings.TrimSpace(s) == "" {
 		return nil, errors.New("empty line")
@@ -556,13 +565,13 @@ func readCSVLine(s string) ([]string, error) {
 	// Without quotes or line breaks a CSV line is its commas; encoding/csv
 	// would read it the same, at the cost of two 4 KiB buffers.
 	if !strings.ContainsAny(s, "\"\r\n") {
-		return strings.Split(s, ","), nil
+		return splitCommas(dst, s), nil
 	}
 	// Quoted amounts ("1,234.56") are common; a line of plain quoted and
 	// unquoted fields is split here too, anything unusual is left to
 	// encoding/csv (FuzzSplitQuotedCSV checks both agree).
 	if !strings.ContainsAny(s, "\r\n") {
-		if rec, ok := splitQuotedCSV(s); ok {
+		if rec, ok := appendQuotedCSV(dst, s); ok {
 			return rec, nil
 		}
 	}
@@ -591,7 +600,12 @@ func readCSVLine(s string) ([]string, error) {
 // quote, an unterminated quote), which encoding/csv with LazyQuotes reads
 // in its own way.
 func splitQuotedCSV(s string) ([]string, bool) {
-	out := make([]string, 0, 1+strings.Count(s, ","))
+	return appendQuotedCSV(nil, s)
+}
+
+// appendQuotedCSV is splitQuotedCSV appending the fields to out.
+func appendQuotedCSV(out []string, s string) ([]string, bool) {
+	out = out[:0]
 	for {
 		var field string
 		if len(s) > 0 && s[0] == '"' {
@@ -634,6 +648,19 @@ func splitQuotedCSV(s string) ([]string, bool) {
 			return out, true
 		}
 		s = s[1:] // the comma
+	}
+}
+
+// splitCommas appends the fields of strings.Split(s, ",") to dst[:0].
+func splitCommas(dst []string, s string) []string {
+	dst = dst[:0]
+	for {
+		i := strings.IndexByte(s, ',')
+		if i < 0 {
+			return append(dst, s)
+		}
+		dst = append(dst, s[:i])
+		s = s[i+1:]
 	}
 }
 

@@ -110,6 +110,13 @@ var (
 var cnNumerals = map[string]int{"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "十一": 11, "十二": 12}
 
 func atoiCN(s string) int {
+	if len(s) <= 9 && digits(s) { // no numeral is digits; below 10^9 nothing overflows
+		n := 0
+		for i := 0; i < len(s); i++ {
+			n = n*10 + int(s[i]-'0')
+		}
+		return n
+	}
 	if n, ok := cnNumerals[s]; ok {
 		return n
 	}
@@ -274,6 +281,8 @@ func ParseDate(s string) (time.Time, error) {
 	var y, m, d int
 	if len(f) == 10 && f[4] == '-' && f[7] == '-' && digits(f[:4]) && digits(f[5:7]) && digits(f[8:]) {
 		y, m, d = atoiCN(f[:4]), atoiCN(f[5:7]), atoiCN(f[8:]) // 2024-04-15, the common form
+	} else if ys, ms, ds, ok := splitDate(f); ok { // the other forms, without a regexp
+		y, m, d = atoiCN(ys), atoiCN(ms), atoiCN(ds)
 	} else if mm := reDateSep.FindStringSubmatch(f); mm != nil {
 		y, m, d = atoiCN(mm[1]), atoiCN(mm[2]), atoiCN(mm[3])
 	} else if mm := reDatePlain.FindStringSubmatch(f); mm != nil {
@@ -301,6 +310,54 @@ func ParseDate(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("date %q: %w", s, err)
 	}
 	return t, nil
+}
+
+// splitDate returns the year, month and day digits of f when reDateSep,
+// reDatePlain or reDateCN matches it, the first that does, as their
+// submatches; false means the regular expressions decide.
+// FuzzSplitDate checks both agree.
+func splitDate(f string) (y, m, d string, ok bool) {
+	if len(f) < 8 || !digits(f[:4]) {
+		return "", "", "", false
+	}
+	y, rest := f[:4], f[4:]
+	switch {
+	case len(rest) == 4 && digits(rest): // 20240415
+		return y, rest[:2], rest[2:], true
+	case rest[0] == '-' || rest[0] == '/' || rest[0] == '.': // 2024/4/15, 2024.04.15日
+		m, rest, ok = cutDigits(rest[1:], 2)
+		if !ok || rest == "" || (rest[0] != '-' && rest[0] != '/' && rest[0] != '.') {
+			return "", "", "", false
+		}
+		d, rest, ok = cutDigits(rest[1:], 2)
+		if !ok || (rest != "" && rest != "日") {
+			return "", "", "", false
+		}
+		return y, m, d, true
+	case strings.HasPrefix(rest, "年"): // 2024年4月15日
+		m, rest, ok = cutDigits(rest[len("年"):], 2)
+		if !ok || !strings.HasPrefix(rest, "月") {
+			return "", "", "", false
+		}
+		d, rest, ok = cutDigits(rest[len("月"):], 2)
+		if !ok || (rest != "" && rest != "日") {
+			return "", "", "", false
+		}
+		return y, m, d, true
+	}
+	return "", "", "", false
+}
+
+// cutDigits cuts the leading ASCII digits of s, 1 to max of them.
+func cutDigits(s string, max int) (digs, rest string, ok bool) {
+	n := 0
+	for n < len(s) && n <= max && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > max {
+		return "", "", false
+	}
+	return s[:n], s[n:], true
 }
 
 // ChinaTime is the providers' time zone (UTC+8, no daylight saving). It is

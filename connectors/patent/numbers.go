@@ -66,11 +66,15 @@ func ParseApplicationNo(s string) (ApplicationNo, error) {
 		return ApplicationNo{}, fmt.Errorf("%w: application number is empty", connectors.ErrMissing)
 	}
 	f = strings.TrimPrefix(strings.TrimPrefix(f, "CN"), "ZL")
-	m := reAppNo.FindStringSubmatch(f)
-	if m == nil {
-		return ApplicationNo{}, fmt.Errorf("%w: %q is not like 202310123456.6", ErrInvalidApplicationNo, s)
+	digs, check, ok := splitApplicationNo(f)
+	if !ok {
+		m := reAppNo.FindStringSubmatch(f)
+		if m == nil {
+			return ApplicationNo{}, fmt.Errorf("%w: %q is not like 202310123456.6", ErrInvalidApplicationNo, s)
+		}
+		digs, check = m[1], m[2][0]
 	}
-	a := ApplicationNo{digits: m[1], Check: m[2][0]}
+	a := ApplicationNo{digits: digs, Check: check}
 	if len(a.digits) == 12 {
 		a.Year, _ = strconv.Atoi(a.digits[:4])
 		a.Type = int(a.digits[4] - '0')
@@ -95,6 +99,39 @@ func ParseApplicationNo(s string) (ApplicationNo, error) {
 		return ApplicationNo{}, fmt.Errorf("%w: check character of %s is %c, want %c", ErrInvalidApplicationNo, s, a.Check, want)
 	}
 	return a, nil
+}
+
+// splitApplicationNo returns reAppNo's submatches of f without the
+// regular expression: 12 or 8 digits, an optional dot and a check
+// character. False means the regular expression decides.
+// FuzzSplitApplicationNo checks both agree.
+func splitApplicationNo(f string) (digs string, check byte, ok bool) {
+	k := 0
+	switch len(f) {
+	case 13, 14:
+		k = 12
+	case 9, 10:
+		k = 8
+	default:
+		return "", 0, false
+	}
+	if !isDigits(f[:k]) || (len(f) == k+2 && f[k] != '.') {
+		return "", 0, false
+	}
+	c := f[len(f)-1]
+	if (c < '0' || c > '9') && c != 'X' {
+		return "", 0, false
+	}
+	return f[:k], c, true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // String writes the canonical form, 202310123456.6 (no prefix).
@@ -135,9 +172,14 @@ var (
 // "H01M0010420000".
 func ParseIPC(s string) (IPC, error) {
 	f := strings.ToUpper(strings.ReplaceAll(connectors.Fold(s), " ", ""))
-	f = reIPCv.ReplaceAllString(f, "")
+	if strings.HasSuffix(f, ")") { // reIPCv matches nothing else
+		f = reIPCv.ReplaceAllString(f, "")
+	}
 	if f == "" {
 		return IPC{}, fmt.Errorf("%w: IPC symbol is empty", connectors.ErrMissing)
+	}
+	if m, ok := splitIPC(f); ok {
+		return IPC{Section: m[0], Class: m[1], Subclass: m[2], MainGroup: trimZeros(m[3]), Subgroup: m[4]}, nil
 	}
 	if m := reIPC.FindStringSubmatch(f); m != nil {
 		return IPC{Section: m[1], Class: m[2], Subclass: m[3], MainGroup: trimZeros(m[4]), Subgroup: m[5]}, nil
@@ -150,6 +192,23 @@ func ParseIPC(s string) (IPC, error) {
 		return IPC{Section: m[1], Class: m[2], Subclass: m[3], MainGroup: trimZeros(m[4]), Subgroup: sub}, nil
 	}
 	return IPC{}, fmt.Errorf("%q is not an IPC symbol like H01M 10/42", s)
+}
+
+// splitIPC returns reIPC's five submatches of f without the regular
+// expression; false means the regular expression decides. FuzzSplitIPC
+// checks both agree.
+func splitIPC(f string) (m [5]string, ok bool) {
+	if len(f) < 8 || f[0] < 'A' || f[0] > 'H' || !isDigits(f[1:3]) || f[3] < 'A' || f[3] > 'Z' {
+		return m, false
+	}
+	slash := strings.IndexByte(f, '/')
+	if slash < 5 || slash > 8 || !isDigits(f[4:slash]) {
+		return m, false
+	}
+	if sub := f[slash+1:]; len(sub) < 2 || len(sub) > 6 || !isDigits(sub) {
+		return m, false
+	}
+	return [5]string{f[:1], f[1:3], f[3:4], f[4:slash], f[slash+1:]}, true
 }
 
 func trimZeros(s string) string {

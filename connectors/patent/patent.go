@@ -294,11 +294,11 @@ func readIPC(r *connectors.Reader, f connectors.Fields) (ipcs, subclasses []stri
 			r.Fail(firmbridge.RejectInvalidPayload, fmt.Sprintf("ipc[%d]", i), "%s", err.Error())
 			return nil, nil
 		}
-		if !slices.Contains(ipcs, c.String()) {
-			ipcs = append(ipcs, c.String())
+		if cs := c.String(); !slices.Contains(ipcs, cs) {
+			ipcs = append(ipcs, cs)
 		}
-		if !slices.Contains(subclasses, c.SubclassCode()) {
-			subclasses = append(subclasses, c.SubclassCode())
+		if sc := c.SubclassCode(); !slices.Contains(subclasses, sc) {
+			subclasses = append(subclasses, sc)
 		}
 	}
 	return ipcs, subclasses

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrUnknownValue is wrapped when a value is not one of an enumeration's.
@@ -45,6 +47,15 @@ func NewEnum(name string, spellings map[string][]string) *Enum {
 // Parse returns the canonical value of s. An empty value wraps ErrMissing,
 // an unknown one ErrUnknownValue.
 func (e *Enum) Parse(s string) (string, error) {
+	// The key is lower-cased on the stack: strings.ToLower would allocate
+	// for every upper-case spelling (I, GRANT, D级).
+	c := compact(Fold(s), "-_·.")
+	var buf [32]byte
+	if lk, ok := appendLower(buf[:0], c); ok && !isMissing(string(lk)) {
+		if v, ok := e.m[string(lk)]; ok {
+			return v, nil
+		}
+	}
 	k := enumKey(s)
 	if isMissing(k) {
 		return "", fmt.Errorf("%w: %s is empty", ErrMissing, e.name)
@@ -57,3 +68,27 @@ func (e *Enum) Parse(s string) (string, error) {
 
 // Values lists the canonical values in order.
 func (e *Enum) Values() []string { return append([]string(nil), e.values...) }
+
+// appendLower appends strings.ToLower(s) to dst when s is valid UTF-8
+// whose only upper-case letters are ASCII (I, GRANT, D级, 美元): then the
+// two agree. It reports false for any other s.
+func appendLower(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.ToLower(r) != r {
+			return dst, false
+		}
+		dst = append(dst, s[i:i+n]...)
+		i += n
+	}
+	return dst, true
+}

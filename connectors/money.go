@@ -433,7 +433,12 @@ func NormalizeCurrency(s string) (string, error) {
 	if isMissing(f) {
 		return "", errEmptyCurrency
 	}
-	if c, ok := currencies[strings.ToLower(f)]; ok {
+	var buf [32]byte
+	if lf, ok := appendLower(buf[:0], f); ok { // lower-cased without an allocation
+		if c, ok := currencies[string(lf)]; ok {
+			return c, nil
+		}
+	} else if c, ok := currencies[strings.ToLower(f)]; ok {
 		return c, nil
 	}
 	if u := strings.ToUpper(f); isoCurrencies[u] {

@@ -3,6 +3,7 @@ package connectors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -235,16 +236,12 @@ func (r *Reader) Period(kinds []PeriodKind, names ...string) Period {
 		r.failErr(firmbridge.RejectInvalidPeriod, name, err)
 		return p
 	}
-	if len(kinds) > 0 {
-		ok := false
-		var want []string
+	if len(kinds) > 0 && !slices.Contains(kinds, p.Kind) {
+		want := make([]string, 0, len(kinds)) // only for the message
 		for _, k := range kinds {
-			ok = ok || k == p.Kind
 			want = append(want, k.String())
 		}
-		if !ok {
-			r.Fail(firmbridge.RejectInvalidPeriod, name, "%s %q is a %s, want a %s", name, v, p.Kind, strings.Join(want, " or "))
-		}
+		r.Fail(firmbridge.RejectInvalidPeriod, name, "%s %q is a %s, want a %s", name, v, p.Kind, strings.Join(want, " or "))
 	}
 	return p
 }

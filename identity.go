@@ -1,6 +1,9 @@
 package firmbridge
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // Roles a token can carry.
 const (
@@ -26,11 +29,23 @@ func ValidRole(role string) bool {
 
 // Identity is the authenticated caller of a request. Org is an institution
 // id for banks, regulators and providers, and the firm's USCC for an enterprise.
+//
+// Scopes are the data scopes (ScopeTax, ScopePatent, ScopeOperations) the
+// token was granted, which narrow what consent allows: a client registered
+// for tax reads only tax, whatever a firm consented to. Nil means the token
+// names no scopes (a user's token, or a client registered without any), and
+// consent and role alone bound what it reaches.
 type Identity struct {
 	Subject string
 	Role    string
 	Org     string
 	TokenID string
+	Scopes  []string
+}
+
+// Allows reports whether the token lets its bearer reach data of scope.
+func (id Identity) Allows(scope string) bool {
+	return id.Scopes == nil || slices.Contains(id.Scopes, scope)
 }
 
 type identityKey struct{}

@@ -2,6 +2,7 @@ package firmbridge
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -35,6 +36,17 @@ var ScopeSources = map[string][]string{
 	ScopeTax:        {"tax.vat_return", "tax.cit_annual", "tax.credit_rating", "tax.arrears"},
 	ScopePatent:     {"patent.bibliographic", "patent.legal_event"},
 	ScopeOperations: {"ops.electricity", "ops.water", "ops.social_insurance", "ops.customs"},
+}
+
+// SourceScope returns the scope whose data a provider source sends, or ""
+// for a source no scope lists.
+func SourceScope(source string) string {
+	for scope, sources := range ScopeSources {
+		if slices.Contains(sources, source) {
+			return scope
+		}
+	}
+	return ""
 }
 
 // Profile is what a bank sees of a firm: only the sections its consent
@@ -505,6 +517,10 @@ type ProfileReader interface {
 // WithheldNotRequested is why a section the consent covers is left out of
 // a batch that did not ask for it.
 const WithheldNotRequested = "not_requested"
+
+// WithheldScopeNotInToken is why a section the consent covers is left out
+// when the caller's token was not granted the scopes it is made of.
+const WithheldScopeNotInToken = "scope_not_in_token"
 
 // DataFloor is the first date a consent with earliest data date dataFrom
 // lets a reader see: dataFrom's date (UTC), or the day after when dataFrom

@@ -176,7 +176,7 @@ func oauthError(t *testing.T, rec *httptest.ResponseRecorder) string {
 
 func TestTokenEndpoint_ClientCredentials(t *testing.T) {
 	env := newAuthEnv(t, &memClients{}, nil)
-	created := MustCreateClient(t, env.clients, api.CreateClientRequest{Name: "loan system", Role: "bank", Org: "BANK-1", Scopes: []string{"profiles"}})
+	created := MustCreateClient(t, env.clients, api.CreateClientRequest{Name: "loan system", Role: "bank", Org: "BANK-1", Scopes: []string{"tax"}})
 	if !strings.HasPrefix(created.ClientSecret, "fbcs_") || len(created.ClientSecret) < 40 {
 		t.Fatalf("secret %q: want fbcs_ and 32 random bytes", created.ClientSecret)
 	}
@@ -188,7 +188,7 @@ func TestTokenEndpoint_ClientCredentials(t *testing.T) {
 			return tokenRequest(t, env.handler, url.Values{"grant_type": {"client_credentials"}, "client_id": {created.ID}, "client_secret": {created.ClientSecret}}, nil)
 		},
 		"basic with a scope": func() *httptest.ResponseRecorder {
-			return tokenRequest(t, env.handler, url.Values{"grant_type": {"client_credentials"}, "scope": {"profiles"}}, []string{created.ID, created.ClientSecret})
+			return tokenRequest(t, env.handler, url.Values{"grant_type": {"client_credentials"}, "scope": {"tax"}}, []string{created.ID, created.ClientSecret})
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -203,7 +203,7 @@ func TestTokenEndpoint_ClientCredentials(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 				t.Fatal(err)
 			}
-			if resp.TokenType != "Bearer" || resp.ExpiresIn != 3600 || resp.Scope != "profiles" {
+			if resp.TokenType != "Bearer" || resp.ExpiresIn != 3600 || resp.Scope != "tax" {
 				t.Errorf("response %+v, want Bearer, 3600 s, scope profiles", resp)
 			}
 			id, err := env.tokens.Parse(resp.AccessToken)
@@ -240,7 +240,7 @@ func TestTokenEndpoint_EnterpriseTokenCarriesUSCC(t *testing.T) {
 
 func TestTokenEndpoint_Errors(t *testing.T) {
 	env := newAuthEnv(t, &memClients{}, nil)
-	good := MustCreateClient(t, env.clients, api.CreateClientRequest{Name: "a", Role: "bank", Org: "BANK-1", Scopes: []string{"profiles"}})
+	good := MustCreateClient(t, env.clients, api.CreateClientRequest{Name: "a", Role: "bank", Org: "BANK-1", Scopes: []string{"tax"}})
 	off := MustCreateClient(t, env.clients, api.CreateClientRequest{Name: "b", Role: "bank", Org: "BANK-2"})
 	if _, err := env.clients.Disable(context.Background(), "tester", off.ID); err != nil {
 		t.Fatal(err)

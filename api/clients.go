@@ -121,7 +121,28 @@ var (
 	scopeTokenPattern = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,64}$`) // RFC 6749 §3.3 scope-token
 )
 
-const maxClientScopes = 32
+// clientScopes checks a registration's scopes: the data scopes a bank
+// client may read or a provider client may send, which its tokens carry
+// and every data route enforces (firmbridge.Identity.Scopes). Other roles
+// reach no data by scope, so scopes there would promise a limit that
+// nothing applies.
+func clientScopes(role string, requested []string) ([]string, error) {
+	scopes := []string{}
+	for _, s := range requested {
+		if !firmbridge.ValidScope(s) {
+			return nil, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_client_registration", Field: "scopes",
+				Message: fmt.Sprintf("unknown scope %q: a client's scopes are the data scopes tax, patent and operations", s)}
+		}
+		if !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	if len(scopes) > 0 && role != firmbridge.RoleBank && role != firmbridge.RoleProvider {
+		return nil, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_client_registration", Field: "scopes",
+			Message: "only bank and provider clients take scopes, which narrow the data they read or send"}
+	}
+	return scopes, nil
+}
 
 // Create registers a client and returns it with its secret.
 func (cs *Clients) Create(ctx context.Context, by string, req CreateClientRequest) (*CreatedClient, error) {
@@ -143,17 +164,9 @@ func (cs *Clients) Create(ctx context.Context, by string, req CreateClientReques
 	} else if !orgPattern.MatchString(org) {
 		return nil, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_client_registration", Field: "org", Message: "org must be 1-64 letters, digits, '.', '_', ':' or '-'"}
 	}
-	scopes := []string{}
-	for _, s := range req.Scopes {
-		if !scopeTokenPattern.MatchString(s) {
-			return nil, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_client_registration", Field: "scopes", Message: "a scope is 1-64 printable ASCII characters without spaces, '\"' or '\\'"}
-		}
-		if !slices.Contains(scopes, s) {
-			scopes = append(scopes, s)
-		}
-	}
-	if len(scopes) > maxClientScopes {
-		return nil, &firmbridge.Error{Kind: firmbridge.EINVALID, Code: "invalid_client_registration", Field: "scopes", Message: fmt.Sprintf("at most %d scopes", maxClientScopes)}
+	scopes, err := clientScopes(req.Role, req.Scopes)
+	if err != nil {
+		return nil, err
 	}
 	secret, err := newClientSecret()
 	if err != nil {

@@ -90,6 +90,16 @@ func (s *Server) maxIngestRecords() int {
 // logs and on every message it publishes.
 func (s *Server) handleIngest(c *gin.Context) {
 	id, _ := firmbridge.IdentityFrom(c.Request.Context())
+	// A provider client registered for some scopes sends only their sources;
+	// checked before the body is read.
+	if s.Connectors != nil {
+		if conn, ok := s.Connectors.Lookup(c.Param("source")); ok {
+			if scope := firmbridge.SourceScope(conn.Source()); !id.Allows(scope) {
+				writeError(c, s.logger(), insufficientScope(id, scope))
+				return
+			}
+		}
+	}
 	req, err := s.readIngest(c)
 	if err != nil {
 		writeError(c, s.logger(), err)

@@ -761,7 +761,7 @@ func TestOpenAPI_ResponsesConform(t *testing.T) {
 
 	// OAuth2 clients and the token endpoint: its own error shape.
 	created := e.do(oaCall{method: "POST", path: "/v1/admin/clients", token: admin,
-		body: map[string]any{"name": "Demo bank loan system", "role": "bank", "org": "BANK-OA-002", "scopes": []string{"profiles:read"}}, want: 201}).json(t)
+		body: map[string]any{"name": "Demo bank loan system", "role": "bank", "org": "BANK-OA-002", "scopes": []string{"tax"}}, want: 201}).json(t)
 	clientID, secret := created["client_id"].(string), created["client_secret"].(string)
 	e.do(oaCall{method: "POST", path: "/v1/admin/clients", token: admin, body: map[string]any{"name": "x", "role": "nobody", "org": "X"}, want: 400, noReqCheck: true})
 	e.do(oaCall{method: "GET", path: "/v1/admin/clients", token: admin, want: 200})
@@ -772,7 +772,18 @@ func TestOpenAPI_ResponsesConform(t *testing.T) {
 	c.want = 200
 	issued := e.do(c).json(t)["access_token"].(string)
 	e.do(oaCall{method: "GET", path: "/v1/consents", token: issued, want: 200})
-	c = form(url.Values{"grant_type": {"client_credentials"}, "scope": {"profiles:read"}})
+	// Its tax scope keeps it from patents, whatever consent says.
+	for _, call := range []oaCall{
+		{method: "GET", path: "/v1/firms/{uscc}/patents", params: map[string]string{"uscc": f0}, token: issued,
+			query: url.Values{"purpose": {"loan_monitoring"}}, want: 403},
+		{method: "POST", path: "/v1/profiles/batch", token: issued,
+			body: map[string]any{"purpose": "loan_monitoring", "usccs": []string{f0}, "scopes": []string{"patent"}}, want: 403},
+	} {
+		if r := e.do(call); r.json(t)["code"] != "insufficient_scope" {
+			t.Errorf("%s %s with a tax token: %s, want insufficient_scope", call.method, call.path, r.body)
+		}
+	}
+	c = form(url.Values{"grant_type": {"client_credentials"}, "scope": {"tax"}})
 	c.header, c.want = http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(clientID+":"+secret))}}, 200
 	e.do(c)
 	c = form(url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {"fbcs_wrong"}})

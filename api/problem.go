@@ -64,6 +64,10 @@ func writeError(c *gin.Context, logger *slog.Logger, err error) {
 	if e, ok := err.(*firmbridge.Error); ok {
 		p.Field = e.Field
 	}
+	if code == codeInsufficientScope {
+		// RFC 6750 §3: the token is valid but lacks a scope.
+		c.Header("WWW-Authenticate", `Bearer realm="firmbridge", error="insufficient_scope"`)
+	}
 	c.Header("Content-Type", "application/problem+json")
 	// gin keeps a Content-Type that is already set.
 	c.AbortWithStatusJSON(status, p)

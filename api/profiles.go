@@ -59,19 +59,52 @@ func (s *Server) Profile(ctx context.Context, id firmbridge.Identity, rawUSCC, p
 	if err != nil {
 		return nil, err
 	}
-	ev.ConsentID, ev.Scopes = consent.ID, consent.Scopes
-	read, err := s.Profiles.ReadProfiles(ctx, []firmbridge.ProfileRequest{{USCC: uscc, Scopes: consent.Scopes,
+	ev.ConsentID = consent.ID
+	scopes, err := tokenNarrowed(id, consent, consent.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	ev.Scopes = scopes
+	read, err := s.Profiles.ReadProfiles(ctx, []firmbridge.ProfileRequest{{USCC: uscc, Scopes: scopes,
 		DataFrom: firmbridge.DataFloor(consent.DataFrom)}})
 	if err != nil {
 		return nil, err
 	}
-	return finishProfile(read[uscc], uscc, purpose, consent, nil), nil
+	return finishProfile(read[uscc], uscc, purpose, consent, id.Scopes, nil), nil
+}
+
+// tokenNarrowed returns the scopes of wanted (which the consent covers)
+// that the caller's token was granted too. When the token leaves none,
+// the read is refused as insufficient_scope: a profile of no sections
+// would look like a firm without data.
+func tokenNarrowed(id firmbridge.Identity, consent *firmbridge.Consent, wanted []string) ([]string, error) {
+	if id.Scopes == nil {
+		return wanted, nil
+	}
+	scopes := intersect(wanted, id.Scopes)
+	if len(scopes) == 0 {
+		return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, codeInsufficientScope,
+			"the token was granted none of the scopes the consent %s covers here (%s); its scopes are: %s",
+			consent.ID, strings.Join(wanted, ", "), strings.Join(id.Scopes, ", "))
+	}
+	return scopes, nil
+}
+
+// codeInsufficientScope is RFC 6750's error for a token whose scopes do
+// not reach the data asked for (403, with a Bearer challenge).
+const codeInsufficientScope = "insufficient_scope"
+
+// insufficientScope refuses data of scope to a token not granted it.
+func insufficientScope(id firmbridge.Identity, scope string) error {
+	return firmbridge.Errorf(firmbridge.EFORBIDDEN, codeInsufficientScope,
+		"the token was not granted scope %s; its scopes are: %s", scope, strings.Join(id.Scopes, ", "))
 }
 
 // finishProfile adds the consent's side to the data the reader returned:
-// which sections are served and which are withheld, and why. requested,
-// when not nil, limits the scopes served (a batch may ask for fewer).
-func finishProfile(p *firmbridge.Profile, uscc, purpose string, consent *firmbridge.Consent, requested []string) *firmbridge.Profile {
+// which sections are served and which are withheld, and why. token and
+// requested, when not nil, limit the scopes served: the caller's token
+// scopes, and the scopes a batch asked for.
+func finishProfile(p *firmbridge.Profile, uscc, purpose string, consent *firmbridge.Consent, token, requested []string) *firmbridge.Profile {
 	if p == nil {
 		p = &firmbridge.Profile{USCC: uscc, Identity: &firmbridge.FirmIdentity{USCC: uscc, Sources: []string{}}}
 	}
@@ -81,11 +114,13 @@ func finishProfile(p *firmbridge.Profile, uscc, purpose string, consent *firmbri
 	}
 	p.Sections, p.Withheld = []string{firmbridge.SectionIdentity}, []firmbridge.WithheldSection{}
 	for _, section := range []string{firmbridge.SectionTax, firmbridge.SectionPatents, firmbridge.SectionOperations, firmbridge.SectionConsistency} {
-		var missing, unasked []string
+		var missing, notInToken, unasked []string
 		for _, scope := range firmbridge.SectionScopes[section] {
 			switch {
 			case !slices.Contains(consent.Scopes, scope):
 				missing = append(missing, scope)
+			case token != nil && !slices.Contains(token, scope):
+				notInToken = append(notInToken, scope)
 			case requested != nil && !slices.Contains(requested, scope):
 				unasked = append(unasked, scope)
 			}
@@ -93,6 +128,8 @@ func finishProfile(p *firmbridge.Profile, uscc, purpose string, consent *firmbri
 		switch {
 		case len(missing) > 0:
 			p.Withheld = append(p.Withheld, firmbridge.WithheldSection{Section: section, Reason: firmbridge.WithheldScopeNotGranted, Scopes: missing})
+		case len(notInToken) > 0:
+			p.Withheld = append(p.Withheld, firmbridge.WithheldSection{Section: section, Reason: firmbridge.WithheldScopeNotInToken, Scopes: notInToken})
 		case len(unasked) > 0:
 			p.Withheld = append(p.Withheld, firmbridge.WithheldSection{Section: section, Reason: firmbridge.WithheldNotRequested, Scopes: unasked})
 		default:
@@ -261,6 +298,9 @@ func records[T any](ctx context.Context, s *Server, id firmbridge.Identity, rawU
 	}
 	if id.Role != firmbridge.RoleBank {
 		return nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "role_not_allowed", "only banks read firm data")
+	}
+	if !id.Allows(l.scope) {
+		return nil, insufficientScope(id, l.scope)
 	}
 	consent, err := s.liveConsentFor(ctx, id.Org, uscc, purpose, l.scope)
 	if err != nil {

@@ -137,6 +137,11 @@ func (s *Server) ProfileBatch(ctx context.Context, id firmbridge.Identity, req B
 	if id.Role != firmbridge.RoleBank {
 		return nil, nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "role_not_allowed", "only banks read firm profiles")
 	}
+	for _, sc := range req.Scopes {
+		if !id.Allows(sc) {
+			return nil, nil, insufficientScope(id, sc)
+		}
+	}
 	consents, err := s.Consents.ConsentsForGrantee(ctx, id.Org, "")
 	if err != nil {
 		return nil, nil, err
@@ -195,6 +200,10 @@ func (s *Server) ProfileBatch(ctx context.Context, id firmbridge.Identity, req B
 				"the consent %s of firm %s covers none of the scopes asked for", consent.ID, uscc))
 			continue
 		}
+		if scopes, err = tokenNarrowed(id, consent, scopes); err != nil {
+			deny(r, ev, err)
+			continue
+		}
 		ev.Scopes = scopes
 		granted[uscc] = consent
 		reads = append(reads, firmbridge.ProfileRequest{USCC: uscc, Scopes: scopes, DataFrom: firmbridge.DataFloor(consent.DataFrom)})
@@ -222,7 +231,7 @@ func (s *Server) ProfileBatch(ctx context.Context, id firmbridge.Identity, req B
 			continue
 		}
 		resp.Allowed++
-		r.Profile = finishProfile(profiles[r.USCC], r.USCC, req.Purpose, granted[r.USCC], req.Scopes)
+		r.Profile = finishProfile(profiles[r.USCC], r.USCC, req.Purpose, granted[r.USCC], id.Scopes, req.Scopes)
 	}
 	return resp, events, nil
 }

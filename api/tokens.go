@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -136,7 +138,23 @@ func (t *Tokens) Parse(raw string) (firmbridge.Identity, error) {
 	if claims.USCC != "" && (claims.Role != firmbridge.RoleEnterprise || claims.USCC != claims.Org) {
 		return firmbridge.Identity{}, firmbridge.Errorf(firmbridge.EUNAUTHORIZED, "token_invalid", "the token's uscc does not match its role and org")
 	}
-	return firmbridge.Identity{Subject: claims.Subject, Role: claims.Role, Org: claims.Org, TokenID: claims.ID}, nil
+	return firmbridge.Identity{Subject: claims.Subject, Role: claims.Role, Org: claims.Org, TokenID: claims.ID, Scopes: tokenScopes(claims.Scope)}, nil
+}
+
+// tokenScopes are the data scopes of a token's scope claim, or nil when it
+// has none. Scope tokens that name no data scope grant nothing: a token
+// whose scopes are all unknown reaches no data rather than all of it.
+func tokenScopes(claim string) []string {
+	if strings.TrimSpace(claim) == "" {
+		return nil
+	}
+	scopes := []string{}
+	for _, s := range strings.Fields(claim) {
+		if firmbridge.ValidScope(s) && !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	return scopes
 }
 
 func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {

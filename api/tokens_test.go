@@ -11,6 +11,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +43,38 @@ func TestTokens_IssueAndParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := firmbridge.Identity{Subject: "alice@bank", Role: "bank", Org: "BANK-1", TokenID: id.TokenID}
-	if id != want || id.TokenID == "" {
+	if !reflect.DeepEqual(id, want) || id.TokenID == "" {
 		t.Errorf("Parse = %+v, want %+v with a token id", id, want)
+	}
+}
+
+// A token's scope claim becomes the identity's data scopes: nil without
+// one, and scope tokens that name no data scope grant nothing.
+func TestTokens_ParseScopes(t *testing.T) {
+	tokens := &api.Tokens{Issuer: "firmbridge", Audience: "firmbridge-api", Signing: MustKey(t)}
+	for claim, want := range map[string][]string{
+		"":                         nil,
+		"tax":                      {"tax"},
+		"patent tax patent":        {"patent", "tax"},
+		"profiles:read":            {},
+		"operations profiles:read": {"operations"},
+	} {
+		raw, err := tokens.IssueGrant(api.Grant{Subject: "c-1", Role: firmbridge.RoleBank, Org: "BANK-1", ClientID: "c-1", Scope: claim, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := tokens.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(id.Scopes, want) {
+			t.Errorf("scope %q: Scopes %#v, want %#v", claim, id.Scopes, want)
+		}
+		for _, sc := range firmbridge.Scopes {
+			if got := id.Allows(sc); got != (want == nil || slices.Contains(want, sc)) {
+				t.Errorf("scope %q: Allows(%s) = %v", claim, sc, got)
+			}
+		}
 	}
 }
 

@@ -35,7 +35,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	name := fs.String("name", "", "create: what the client is, e.g. the bank's loan system")
 	role := fs.String("role", "", "create: bank, enterprise, regulator, provider or admin")
 	org := fs.String("org", "", "create: institution id, or the firm's USCC for an enterprise")
-	scopes := fs.String("scopes", "", "create: comma-separated scopes the client may ask for")
+	scopes := fs.String("scopes", "", "create: comma-separated data scopes (tax, patent, operations) that narrow what a bank client reads or a provider client sends; none: bounded by role and consent alone")
 	by := fs.String("by", "", "who is acting, recorded on the client (default: cli:$USER)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

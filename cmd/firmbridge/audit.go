@@ -81,7 +81,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	publicKeys := fs.String("public-key", "", "comma-separated PEM files of the keys digests may be signed with (public or private); default the audit key file")
 	requireSigned := fs.Bool("require-signed", false, "fail when events follow the newest digest (use when the sealer is stopped)")
 	asJSON := fs.Bool("json", false, "print one JSON report per chain")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if err := rng.check(); err != nil {
@@ -204,7 +204,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 	var rng chainRangeFlags
 	rng.register(fs)
 	out := fs.String("out", "", "write to this file instead of standard output")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if err := rng.check(); err != nil {
@@ -252,7 +252,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func runAuditPublicKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("audit public-key", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	k, err := api.LoadVerifyKey(cfg.auditKeyFile())

@@ -91,7 +91,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.BoolVar(&o.noAppend, "no-append", false, "print the results only")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end measure to this file")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "the longest any one measure may take")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

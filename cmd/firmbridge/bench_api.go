@@ -63,7 +63,7 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&o.output, "output", "docs/BENCHMARKS.md", "file the results are appended to")
 	fs.BoolVar(&o.noAppend, "no-append", false, "print the results only")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process during the API measure to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

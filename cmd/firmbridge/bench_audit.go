@@ -54,7 +54,7 @@ func runBenchAudit(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch database")
 	fs.StringVar(&o.output, "output", "docs/BENCHMARKS.md", "file the results are appended to")
 	fs.BoolVar(&o.noAppend, "no-append", false, "print the results only")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -37,7 +37,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	org := fs.String("org", "", "create: institution id, or the firm's USCC for an enterprise")
 	scopes := fs.String("scopes", "", "create: comma-separated data scopes (tax, patent, operations) that narrow what a bank client reads or a provider client sends; none: bounded by role and consent alone")
 	by := fs.String("by", "", "who is acting, recorded on the client (default: cli:$USER)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := cfg.parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if *by == "" {

@@ -23,7 +23,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	months := fs.Int("months", 24, "months of history per firm")
 	wait := fs.Duration("wait", 3*time.Minute, "how long to wait for the ingest workers to store the data")
 	filesDir := fs.String("files", ".local/demo", "also write the data as the providers' own files here, for `firmbridge normalize` (empty: don't)")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	logger := newLogger(stderr, cfg.LogLevel)

@@ -36,7 +36,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batchWait := fs.Duration("batch-wait", time.Second, "or this long after its first record")
 	opsAddr := fs.String("ops-addr", env("INGEST_OPS_ADDR", "127.0.0.1:8081"), "address of /healthz, /readyz and /metrics (FIRMBRIDGE_INGEST_OPS_ADDR)")
 	digestEvery := fs.String("audit-digest-interval", env("AUDIT_DIGEST_INTERVAL", "10s"), "how often the audit sealer signs a digest of each chain (FIRMBRIDGE_AUDIT_DIGEST_INTERVAL)")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	digestInterval, err := time.ParseDuration(*digestEvery)
@@ -168,7 +168,7 @@ func runReplayDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs, cfg := newFlags("ingest replay-dlq", stderr)
 	source := fs.String("source", "", "the source whose dead letters to replay, e.g. tax.vat_return")
 	dryRun := fs.Bool("dry-run", false, "count what would be replayed; send nothing and keep no progress")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	domain := firmbridge.SourceDomain(*source)

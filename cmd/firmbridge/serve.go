@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"PEM files of the keys audit digests may be signed with, comma-separated; default the audit signing key (FIRMBRIDGE_AUDIT_PUBLIC_KEYS)")
 	proxies := fs.String("trusted-proxies", env("TRUSTED_PROXIES", ""),
 		"comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client; empty: the TCP peer is the client (FIRMBRIDGE_TRUSTED_PROXIES)")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	maxDigestAge, err := time.ParseDuration(*digestAge)
@@ -220,7 +220,7 @@ func openAndMigrate(ctx context.Context, cfg *Config) (*schema.Store, error) {
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, cfg := newFlags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	store, err := schema.Open(ctx, cfg.schema())

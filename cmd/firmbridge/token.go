@@ -16,7 +16,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	org := fs.String("org", "", "institution id, or the firm's USCC for an enterprise")
 	sub := fs.String("sub", "", "subject (default: operator@ORG)")
 	ttl := fs.Duration("ttl", defaultTokenTTL, "lifetime, at most 24h")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	if *role == "" || *org == "" {
@@ -43,7 +43,7 @@ func runKeygen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs, cfg := newFlags("keygen", stderr)
 	ifMissing := fs.Bool("if-missing", false, "do nothing for a key file that exists")
 	auditOnly := fs.Bool("audit", false, "create only the audit digest signing key (--audit-key-file)")
-	if err := fs.Parse(args); err != nil {
+	if err := cfg.parse(fs, args); err != nil {
 		return err
 	}
 	// The token key first, as before; then the audit key, so that one

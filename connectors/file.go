@@ -330,8 +330,9 @@ func RecordID(source, text string) string {
 }
 
 // naturalID returns source:value1|value2... of the named fields (folded,
-// upper case), hashed when longer than 256 bytes. It returns "" without an
-// error when the record cannot be decoded: the connector rejects it then.
+// upper case, a USCC canonical), hashed when longer than 256 bytes. It
+// returns "" without an error when the record cannot be decoded: the
+// connector rejects it then.
 func naturalID(source string, env firmbridge.Envelope, names []string) (string, error) {
 	f, err := DecodeRecord(env)
 	if err != nil {
@@ -344,6 +345,12 @@ func naturalID(source string, env firmbridge.Envelope, names []string) (string, 
 		if !ok || isMissing(v) {
 			return "", &firmbridge.Reject{Code: firmbridge.RejectMissingField, Field: n,
 				Message: fmt.Sprintf("%s is the record's key (record id) and is required", n)}
+		}
+		// A USCC is keyed in its canonical writing: "9135 0100 NK10 1933 68"
+		// and "91350100NK10193368" are one firm, and one record. Its check
+		// character keeps other values from passing for one.
+		if uscc, err := NormalizeUSCC(v); err == nil {
+			v = uscc
 		}
 		vals[i] = v
 	}

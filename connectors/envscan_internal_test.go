@@ -7,9 +7,11 @@ import (
 	"github.com/firmbridge/firmbridge"
 )
 
-// envScanSeeds are envelopes the scanner must read as decodeEnvelopeFast
-// does, and ones it must leave to it.
-var envScanSeeds = []string{
+// EnvelopeSeeds are envelopes, valid and not, for the fuzz targets of the
+// envelope decoders (FuzzScanEnvelope, and FuzzDecodeEnvelope outside the
+// package): ones the scanner must read as decodeEnvelopeFast does, and
+// ones it must leave to it.
+var EnvelopeSeeds = []string{
 	`{"record_id":"r1","source":"tax.vat_return","schema_version":1,"uscc":"91350100M000100Y43","observed_at":"2026-01-02T03:04:05Z","payload":{"a":"b","n":1.50}}`,
 	`{"record_id":"r1","source":"ops.water","schema_version":"v2","observed_at":"2026-01-02T03:04:05.123+08:00","payload":"a,b","header":"x,y"}`,
 	`{"record_id":"r1","payload":"AAEC","payload_encoding":"base64","charset":"gb18030","schema_version":"1"}`,
@@ -31,7 +33,7 @@ var envScanSeeds = []string{
 // FuzzScanEnvelope checks the one-pass scanner against decodeEnvelopeFast:
 // where the scanner answers, it answers exactly what the parser does.
 func FuzzScanEnvelope(f *testing.F) {
-	for _, s := range envScanSeeds {
+	for _, s := range EnvelopeSeeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkScanEnvelope(t, b) })
@@ -70,7 +72,7 @@ func checkScanEnvelope(t *testing.T, b []byte) (scanned bool) {
 // spaced envelopes, escapes in payload keys and values.
 func TestScanEnvelope_Taken(t *testing.T) {
 	for _, s := range []string{
-		envScanSeeds[0],
+		EnvelopeSeeds[0],
 		`{"record_id":"r1","source":"ops.water","schema_version":2,"observed_at":"2026-01-02T03:04:05.123+08:00","payload":"a,b","header":"x,y"}`,
 		`{ "record_id" : "r1" , "payload" : { "a" : [ 1 , { "b" : "c d" } ] , "e" : "f\"g" } , "uscc" : "u" }`,
 		`{"payload":{"k\u00e9y":"v\u4e2d\n\/\\","k":-0.5e+3,"t":true,"f":false,"n":null,"k":"again"},"source":"s"}`,
@@ -80,7 +82,7 @@ func TestScanEnvelope_Taken(t *testing.T) {
 			t.Errorf("%s: left to the parser", s)
 		}
 	}
-	for _, s := range envScanSeeds {
+	for _, s := range EnvelopeSeeds {
 		checkScanEnvelope(t, []byte(s))
 	}
 }

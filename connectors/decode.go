@@ -8,11 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
@@ -149,56 +147,17 @@ func plainJSONBody(raw []byte) ([]byte, bool) {
 // encoding/json (FuzzUnquoteSimple checks both agree). CSV lines with
 // quoted fields arrive as such literals (\"1,234.56\").
 func unquoteSimple(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+	// plainJSON: valid UTF-8, no control bytes, no surrogate escapes.
+	if len(raw) < 2 || raw[len(raw)-1] != '"' || !plainJSON(raw) {
 		return "", false
 	}
-	body := raw[1 : len(raw)-1]
-	if !utf8.Valid(body) {
+	s := jsonScan{b: raw}
+	if _, _, _, ok := s.str(); !ok || s.i != len(raw) {
 		return "", false
 	}
 	var buf [512]byte
-	out := buf[:0]
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		switch {
-		case c < 0x20 || c == '"':
-			return "", false
-		case c != '\\':
-			out = append(out, c)
-			continue
-		}
-		if i+1 >= len(body) {
-			return "", false
-		}
-		i++
-		switch body[i] {
-		case '"', '\\', '/':
-			out = append(out, body[i])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			if i+4 >= len(body) {
-				return "", false
-			}
-			r, err := strconv.ParseUint(string(body[i+1:i+5]), 16, 32)
-			if err != nil || utf16.IsSurrogate(rune(r)) {
-				return "", false
-			}
-			out = utf8.AppendRune(out, rune(r))
-			i += 4
-		default:
-			return "", false
-		}
-	}
-	return string(out), true
+	out, ok := appendUnescaped(buf[:0], raw[1:len(raw)-1])
+	return string(out), ok
 }
 
 // DecodeCharset decodes b from the named character set to UTF-8 (see

@@ -213,3 +213,13 @@ func FuzzPlainJSON(f *testing.F) {
 		}
 	})
 }
+
+// The literals unquoteSimple is for: CSV lines with quoted fields and
+// other plain escapes.
+func TestUnquoteSimple_Taken(t *testing.T) {
+	for raw, want := range map[string]string{`"\"1,234.56\",x"`: `"1,234.56",x`, `"\u00e9\n\t\/"`: "é\n\t/", `"a"`: "a", `""`: ""} {
+		if got, ok := unquoteSimple([]byte(raw)); !ok || got != want {
+			t.Errorf("unquoteSimple(%s) = %q, %v; want %q", raw, got, ok, want)
+		}
+	}
+}

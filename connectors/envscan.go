@@ -191,10 +191,7 @@ func scanObjectFields(b []byte, start, members int) (Fields, bool) {
 	defer jsonParsers.Put(p)
 	f := Fields{fields: make([]field, 0, members)}
 	s := jsonScan{b: b, i: start + 1}
-	// String values and number texts are gathered in the scratch buffer
-	// and become one string, which the fields share.
-	buf := p.scratch()
-	spans := p.spans[:0]
+	t := p.fieldText()
 	var keyBuf [64]byte
 	s.skipSpace()
 	for !s.consume('}') {
@@ -219,21 +216,19 @@ func scanObjectFields(b []byte, start, members int) (Fields, bool) {
 			return Fields{}, false
 		}
 		raw := b[vs:s.i]
-		var i int
-		sp := span{-1, -1}
+		start := len(t.buf)
 		switch v.kind {
 		case '"':
-			sp.start = len(buf)
 			if v.escaped {
-				if buf, ok = appendUnescaped(buf, raw[1:len(raw)-1]); !ok {
+				if t.buf, ok = appendUnescaped(t.buf, raw[1:len(raw)-1]); !ok {
 					return Fields{}, false
 				}
 			} else {
-				buf = append(buf, raw[1:len(raw)-1]...)
+				t.buf = append(t.buf, raw[1:len(raw)-1]...)
 			}
-			i = f.setAt(name, "", nil, true)
+			t.set(f.setAt(name, "", nil, true), start)
 		case 'n':
-			i = f.setAt(name, "", jsonNull, false)
+			t.set(f.setAt(name, "", jsonNull, false), -1)
 		case '{', '[':
 			var c []byte
 			if s.spaced {
@@ -241,32 +236,17 @@ func scanObjectFields(b []byte, start, members int) (Fields, bool) {
 			} else {
 				c = bytes.Clone(raw)
 			}
-			i = f.setAt(name, string(c), c, false)
+			t.set(f.setAt(name, string(c), c, false), -1)
 		default: // numbers, true and false keep their literal text
-			sp.start = len(buf)
-			buf = append(buf, raw...)
-			i = f.setAt(name, "", nil, false)
-		}
-		if sp.start >= 0 {
-			sp.end = len(buf)
-		}
-		if i == len(spans) {
-			spans = append(spans, sp)
-		} else {
-			spans[i] = sp
+			t.buf = append(t.buf, raw...)
+			t.set(f.setAt(name, "", nil, false), start)
 		}
 		s.skipSpace()
 		s.consume(',')
 		s.skipSpace()
 	}
-	all := string(buf)
-	for i, sp := range spans {
-		if sp.start >= 0 {
-			f.fields[i].value = all[sp.start:sp.end]
-		}
-	}
-	p.keep(buf)
-	p.spans = spans[:0]
+	t.assign(&f)
+	p.keepFieldText(t)
 	return f, true
 }
 

@@ -385,52 +385,76 @@ func decodeJSONObjectFast(text string) (Fields, bool) {
 // after.
 func objectFields(o *fastjson.Object, p *jsonParser) Fields {
 	f := Fields{fields: make([]field, 0, o.Len())}
-	// String values and number texts are gathered in the scratch buffer
-	// and become one string, which the fields share.
-	buf := p.scratch()
-	spans := p.spans[:0]
+	t := p.fieldText()
 	o.Visit(func(key []byte, v *fastjson.Value) {
 		name := jsonKeys.intern(key)
-		var i int
-		sp := span{-1, -1}
+		start := len(t.buf)
 		switch v.Type() {
 		case fastjson.TypeString:
 			b, _ := v.StringBytes()
-			sp.start = len(buf)
-			buf = append(buf, b...)
-			i = f.setAt(name, "", nil, true)
+			t.buf = append(t.buf, b...)
+			t.set(f.setAt(name, "", nil, true), start)
 		case fastjson.TypeNull:
-			i = f.setAt(name, "", jsonNull, false)
+			t.set(f.setAt(name, "", jsonNull, false), -1)
 		case fastjson.TypeObject, fastjson.TypeArray:
 			raw := v.MarshalTo(nil)
-			i = f.setAt(name, string(raw), raw, false)
+			t.set(f.setAt(name, string(raw), raw, false), -1)
 		default: // numbers keep their literal text, like a CSV field
-			sp.start = len(buf)
-			buf = v.MarshalTo(buf)
-			i = f.setAt(name, "", nil, false)
-		}
-		if sp.start >= 0 {
-			sp.end = len(buf)
-		}
-		if i == len(spans) {
-			spans = append(spans, sp)
-		} else {
-			spans[i] = sp
+			t.buf = v.MarshalTo(t.buf)
+			t.set(f.setAt(name, "", nil, false), start)
 		}
 	})
-	all := string(buf)
-	for i, sp := range spans {
+	t.assign(&f)
+	p.keepFieldText(t)
+	return f
+}
+
+// fieldText gathers the text of a JSON object's string and number values
+// in one buffer, which becomes one string the fields share: one
+// allocation for all their values instead of one each.
+type fieldText struct {
+	buf   []byte
+	spans []span // by field index; start -1 for a field with a value of its own
+}
+
+// span is where a field's value lies in fieldText's buffer.
+type span struct{ start, end int }
+
+// fieldText returns the parser's scratch space as an empty fieldText.
+func (p *jsonParser) fieldText() fieldText {
+	return fieldText{buf: p.scratch(), spans: p.spans[:0]}
+}
+
+// keepFieldText returns t's space to the parser once t was assigned.
+func (p *jsonParser) keepFieldText(t fieldText) {
+	p.keep(t.buf)
+	p.spans = t.spans[:0]
+}
+
+// set records that field i's value is the text from start to the end of
+// the buffer, or that it has a value of its own when start is -1. A field
+// set again (a repeated key) keeps its index.
+func (t *fieldText) set(i, start int) {
+	sp := span{-1, -1}
+	if start >= 0 {
+		sp = span{start, len(t.buf)}
+	}
+	if i == len(t.spans) {
+		t.spans = append(t.spans, sp)
+	} else {
+		t.spans[i] = sp
+	}
+}
+
+// assign sets the values of f's fields from the buffer.
+func (t *fieldText) assign(f *Fields) {
+	all := string(t.buf)
+	for i, sp := range t.spans {
 		if sp.start >= 0 {
 			f.fields[i].value = all[sp.start:sp.end]
 		}
 	}
-	p.keep(buf)
-	p.spans = spans[:0]
-	return f
 }
-
-// span is where a field's value lies in decodeJSONObjectFast's buffer.
-type span struct{ start, end int }
 
 // jsonKeys interns the field names of JSON payloads, a few dozen in all.
 var jsonKeys internTable

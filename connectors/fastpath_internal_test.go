@@ -223,3 +223,24 @@ func TestUnquoteSimple_Taken(t *testing.T) {
 		}
 	}
 }
+
+// NormalizeUSCC's shortcuts give what its general path gives, code and error.
+func FuzzNormalizeUSCCFastPath(f *testing.F) {
+	for _, s := range []string{"91350100M000100Y43", "9135 0100 M000 100Y43", "9135-0100-m000-100y43", " 91350100M000100Y43\t",
+		"91350100_M000100Y43", "９１３５０１００Ｍ０００１００Ｙ４３", "\ufeff91350100M000100Y43", "9135\u200b0100M000100Y43",
+		"91350100M000100Y44", "91350100M000100Y4", "91350100M000100Y433", "", " ", "-", "\xff\xfe", "9135\x000100M000100Y43",
+		"91350100M000100YI3", "9135\u30000100M000100Y43", "9135\u00a00100M000100Y43", "9135\x850100M000100Y43",
+		"91110000100000000X", "91110000100000000x", "9111 0000 1000 0000 0x", "九1350100M000100Y43"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gotErr := NormalizeUSCC(s)
+		want, wantErr := normalizeUSCCSlow(s)
+		if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("NormalizeUSCC(%q) = %q, %v; general path %q, %v", s, got, gotErr, want, wantErr)
+		}
+		if u, ok := asciiUSCC(s); ok && (u != want || wantErr != nil) {
+			t.Fatalf("asciiUSCC(%q) = %q; general path %q, %v", s, u, want, wantErr)
+		}
+	})
+}

@@ -203,6 +203,56 @@ func readApplicants(r *connectors.Reader, f connectors.Fields) []Party {
 	if r.Failed() {
 		return nil
 	}
+	raw, ok := f.Raw(bibApplicants...)
+	if !ok || len(raw) == 0 || raw[0] != '[' {
+		return readApplicantsRef(r, f)
+	}
+	items, ok := scanApplicants(raw)
+	if !ok {
+		return readApplicantsRef(r, f)
+	}
+	const field = "applicants"
+	out := make([]Party, 0, len(items))
+	for i, item := range items {
+		var p Party
+		var err error
+		if item.obj {
+			sub := connectors.NewReader(item.fields)
+			p.Name = sub.Name("name", "名称", "申请人名称")
+			p.USCC = sub.OptionalUSCC("uscc", "统一社会信用代码")
+			if rej := sub.Err(); rej != nil {
+				var rj *firmbridge.Reject
+				errors.As(rej, &rj)
+				r.Fail(rj.Code, fmt.Sprintf("%s[%d].%s", field, i, rj.Field), "%s", rj.Message)
+				return nil
+			}
+		} else if p, err = ParseParty(item.text); err != nil {
+			r.Fail(firmbridge.RejectInvalidUSCC, fmt.Sprintf("%s[%d]", field, i), "%s", err.Error())
+			return nil
+		}
+		if p.Name == "" {
+			r.Fail(firmbridge.RejectMissingField, fmt.Sprintf("%s[%d].name", field, i), "applicant %d has no name", i)
+			return nil
+		}
+		// A repeated USCC is kept once; the list is short enough to search.
+		if p.USCC != "" && slices.ContainsFunc(out, func(q Party) bool { return q.USCC == p.USCC }) {
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		r.Fail(firmbridge.RejectMissingField, field, "at least one applicant is required")
+		return nil
+	}
+	return out
+}
+
+// readApplicantsRef is readApplicants decoding the JSON with encoding/json,
+// each applicant object as a record of its own.
+func readApplicantsRef(r *connectors.Reader, f connectors.Fields) []Party {
+	if r.Failed() {
+		return nil
+	}
 	const field = "applicants"
 	raw, ok := f.Raw(bibApplicants...)
 	var items []json.RawMessage
@@ -278,6 +328,22 @@ func readIPC(r *connectors.Reader, f connectors.Fields) (ipcs, subclasses []stri
 	}
 	var items []string
 	if raw, ok := f.Raw("ipc", "分类号"); ok && len(raw) > 0 && raw[0] == '[' {
+		if items, ok = scanStrings(raw); !ok {
+			return readIPCRef(r, f)
+		}
+	} else {
+		items = strings.FieldsFunc(f.Get("ipc", "分类号"), func(r rune) bool { return r == ';' || r == '；' || r == ',' || r == '，' })
+	}
+	return ipcsOf(r, items)
+}
+
+// readIPCRef is readIPC decoding a JSON array with encoding/json.
+func readIPCRef(r *connectors.Reader, f connectors.Fields) (ipcs, subclasses []string) {
+	if r.Failed() {
+		return nil, nil
+	}
+	var items []string
+	if raw, ok := f.Raw("ipc", "分类号"); ok && len(raw) > 0 && raw[0] == '[' {
 		if err := json.Unmarshal(raw, &items); err != nil {
 			r.Fail(firmbridge.RejectInvalidPayload, "ipc", "ipc is not a JSON array of strings")
 			return nil, nil
@@ -285,6 +351,11 @@ func readIPC(r *connectors.Reader, f connectors.Fields) (ipcs, subclasses []stri
 	} else {
 		items = strings.FieldsFunc(f.Get("ipc", "分类号"), func(r rune) bool { return r == ';' || r == '；' || r == ',' || r == '，' })
 	}
+	return ipcsOf(r, items)
+}
+
+// ipcsOf parses IPC symbols into their canonical forms and subclasses.
+func ipcsOf(r *connectors.Reader, items []string) (ipcs, subclasses []string) {
 	for i, s := range items {
 		if connectors.Fold(s) == "" {
 			continue

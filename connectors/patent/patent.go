@@ -166,7 +166,13 @@ func (Bibliographic) NormalizeFields(env firmbridge.Envelope, l firmbridge.Linea
 		IPC: ipcs, IPCSubclasses: subclasses,
 		FilingDate: filed, PublicationDate: published, GrantDate: granted, Status: status, Lineage: l,
 	}
-	rows := []firmbridge.Row{nil}
+	// Sized once: a patents row, then an applicant and a firm row per
+	// applicant with a USCC.
+	rows := make([]firmbridge.Row, 1, 1+2*len(applicants))
+	if len(applicants) > 0 {
+		p.ApplicantNames = make([]string, 0, len(applicants))
+		p.ApplicantUSCCs = make([]string, 0, len(applicants))
+	}
 	for i, a := range applicants {
 		p.ApplicantNames = append(p.ApplicantNames, a.Name)
 		p.ApplicantUSCCs = append(p.ApplicantUSCCs, a.USCC)

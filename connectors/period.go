@@ -144,6 +144,38 @@ func ParsePeriod(s string) (Period, error) {
 	if isMissing(f) {
 		return Period{}, errEmptyPeriod
 	}
+	// Quarters (2024Q1, 2024年第一季度) and years, which the regular
+	// expressions read as slowly as the rest of a record, are read by hand;
+	// no month pattern matches what these accept.
+	if plainMonth(f) == "" {
+		if y, q, ok := splitQuarter(f); ok {
+			if err := checkYear(y); err != nil {
+				return Period{}, fmt.Errorf("period %q: %w", s, err)
+			}
+			return QuarterPeriod(y, q), nil
+		}
+		if ys, ok := splitYear(f); ok {
+			y := atoiCN(ys)
+			if err := checkYear(y); err != nil {
+				return Period{}, fmt.Errorf("period %q: %w", s, err)
+			}
+			return YearPeriod(y), nil
+		}
+	}
+	return parsePeriod(s, f)
+}
+
+// parsePeriodRef is ParsePeriod without the hand-written quarters and years.
+func parsePeriodRef(s string) (Period, error) {
+	f := strings.ToUpper(compact(Fold(s), ""))
+	if isMissing(f) {
+		return Period{}, errEmptyPeriod
+	}
+	return parsePeriod(s, f)
+}
+
+// parsePeriod is ParsePeriod of s, folded as f, with regular expressions.
+func parsePeriod(s, f string) (Period, error) {
 	var p Period
 	var y int
 	switch {
@@ -192,6 +224,84 @@ func ParsePeriod(s string) (Period, error) {
 	return p, nil
 }
 
+// splitQuarter returns the year and quarter of a folded, upper-cased
+// period that reQuarterQ, reQuarterQ2 or reQuarterCN matches, as they read
+// it; false means the regular expressions decide. FuzzSplitQuarter checks
+// that they agree.
+func splitQuarter(f string) (y, q int, ok bool) {
+	switch {
+	case len(f) >= 6 && f[0] == 'Q': // Q1 2024, Q1-2024
+		if q = quarterDigit(f[1]); q == 0 {
+			return 0, 0, false
+		}
+		ys := f[2:]
+		if len(ys) == 5 && (ys[0] == '-' || ys[0] == '/' || ys[0] == '.') {
+			ys = ys[1:]
+		}
+		if len(ys) != 4 || !digits(ys) {
+			return 0, 0, false
+		}
+		return atoiCN(ys), q, true
+	case len(f) < 6 || !digits(f[:4]):
+		return 0, 0, false
+	}
+	y = atoiCN(f[:4])
+	rest := f[4:]
+	if rest[0] == '-' || rest[0] == '/' || rest[0] == '.' { // 2024-Q1
+		rest = rest[1:]
+	}
+	if len(rest) == 2 && rest[0] == 'Q' { // 2024Q1
+		if q = quarterDigit(rest[1]); q == 0 {
+			return 0, 0, false
+		}
+		return y, q, true
+	}
+	// 2024年第一季度, 2024年1季, 2024第二季度, 2024三季
+	rest = strings.TrimPrefix(f[4:], "年")
+	rest = strings.TrimPrefix(rest, "第")
+	switch {
+	case rest == "":
+		return 0, 0, false
+	case quarterDigit(rest[0]) != 0:
+		q, rest = quarterDigit(rest[0]), rest[1:]
+	default:
+		for i, n := range [...]string{"一", "二", "三", "四"} {
+			if strings.HasPrefix(rest, n) {
+				q, rest = i+1, rest[len(n):]
+				break
+			}
+		}
+		if q == 0 {
+			return 0, 0, false
+		}
+	}
+	if rest != "季" && rest != "季度" {
+		return 0, 0, false
+	}
+	return y, q, true
+}
+
+// quarterDigit returns the quarter an ASCII digit 1-4 stands for, else 0.
+func quarterDigit(c byte) int {
+	if c >= '1' && c <= '4' {
+		return int(c - '0')
+	}
+	return 0
+}
+
+// splitYear returns the year digits of what reYear matches (2023, 2023年,
+// 2023年度), as its submatch; false means it does not match.
+func splitYear(f string) (string, bool) {
+	if len(f) < 4 || !digits(f[:4]) {
+		return "", false
+	}
+	switch f[4:] {
+	case "", "年", "年度":
+		return f[:4], true
+	}
+	return "", false
+}
+
 // plainMonth returns the month digits of a folded period written as a
 // year and a numeric month (YYYY-MM, YYYY/M, YYYY.MM, YYYYMM, YYYY年M月),
 // or "" for anything else, which the regular expressions then read.
@@ -232,11 +342,11 @@ func ParseYear(s string) (int, error) {
 	if isMissing(f) {
 		return 0, errEmptyYear
 	}
-	m := reYear.FindStringSubmatch(f)
-	if m == nil {
+	ys, ok := splitYear(f)
+	if !ok {
 		return 0, fmt.Errorf("%q is not a year", s)
 	}
-	y, _ := strconv.Atoi(m[1])
+	y, _ := strconv.Atoi(ys)
 	if err := checkYear(y); err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"fmt"
 	"regexp"
 	"testing"
 )
@@ -27,6 +28,55 @@ func FuzzPlainMonth(f *testing.F) {
 		}
 		if reQuarterQ.MatchString(s) || reQuarterQ2.MatchString(s) || reQuarterCN.MatchString(s) {
 			t.Fatalf("plainMonth(%q) = %q, but it is a quarter", s, mon)
+		}
+	})
+}
+
+var periodSeeds = []string{"2024Q1", "2024-Q4", "2024/q2", "2024.Q3", "Q1 2024", "Q1-2024", "q42024", "2024Q5", "2024Q0", "2024QQ1",
+	"2024年第一季度", "2024年第四季", "2024年1季度", "2024年一季", "2024第二季度", "2024三季", "20241季", "2024年第五季度", "2024年第十季度",
+	"2024年第一季度度", "2024年季度", "2024年第季度", "２０２４年第一季度", "2024年 第一 季度", "2024年第一季度\u200b", "\ufeff2024Q1",
+	"2023", "2023年", "2023年度", "2023年年", "1969年", "2106", "2024-03", "202403", "2024年3月", "2024年三月", "2024年十二月份",
+	"", "-", "无", "Q", "2024-", "2024年", "１９９９", "2024Ｑ1", "Q1 ２０２４", "2024-Q1-", "2024--Q1", "\xff2024Q1", "2024Q1\xff"}
+
+// FuzzSplitQuarter checks the hand-written quarter and year readers
+// against the regular expressions they stand in for.
+func FuzzSplitQuarter(f *testing.F) {
+	for _, s := range periodSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		y, q, ok := splitQuarter(s)
+		var m []string
+		var wy, wq int
+		if m = reQuarterQ.FindStringSubmatch(s); m != nil {
+			wy, wq = atoiCN(m[1]), atoiCN(m[2])
+		} else if m = reQuarterQ2.FindStringSubmatch(s); m != nil {
+			wy, wq = atoiCN(m[2]), atoiCN(m[1])
+		} else if m = reQuarterCN.FindStringSubmatch(s); m != nil {
+			wy, wq = atoiCN(m[1]), atoiCN(m[2])
+		}
+		if ok != (m != nil) || y != wy || q != wq {
+			t.Fatalf("splitQuarter(%q) = %d, %d, %v; the regular expressions read %q", s, y, q, ok, m)
+		}
+		ys, ok := splitYear(s)
+		m = reYear.FindStringSubmatch(s)
+		if ok != (m != nil) || (ok && ys != m[1]) {
+			t.Fatalf("splitYear(%q) = %q, %v; reYear reads %q", s, ys, ok, m)
+		}
+	})
+}
+
+// FuzzParsePeriodFastPath checks ParsePeriod against its regexp-only path:
+// same period, same error.
+func FuzzParsePeriodFastPath(f *testing.F) {
+	for _, s := range periodSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gotErr := ParsePeriod(s)
+		want, wantErr := parsePeriodRef(s)
+		if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("ParsePeriod(%q) = %v, %v; regexp path %v, %v", s, got, gotErr, want, wantErr)
 		}
 	})
 }

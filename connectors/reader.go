@@ -156,9 +156,18 @@ func (r *Reader) Scaled(factor decimal.Decimal, names ...string) decimal.Decimal
 		return decimal.Decimal{}
 	}
 	v, name := r.lookup(names)
+	return r.ScaledValue(factor, name, v)
+}
+
+// ScaledValue is Scaled for a value v the connector has read (and cleaned)
+// itself; a failure names field.
+func (r *Reader) ScaledValue(factor decimal.Decimal, field, v string) decimal.Decimal {
+	if r.err != nil {
+		return decimal.Decimal{}
+	}
 	d, err := ParseScaled(v, factor)
 	if err != nil {
-		r.failErr(firmbridge.RejectInvalidAmount, name, err)
+		r.failErr(firmbridge.RejectInvalidAmount, field, err)
 	}
 	return d
 }

@@ -84,6 +84,10 @@ func (Customs) RequiredColumns() [][]string {
 	return [][]string{cusUSCC, cusMonth, cusDirection, cusAmount, cusCurrency}
 }
 
+// unitFactor scales a quantity given in its stored unit; shared, since a
+// decimal is immutable and making one allocates.
+var unitFactor = decimal.NewFromInt(1)
+
 func init() {
 	kwhPerUnit["kWh"] = decimal.NewFromInt(1)
 	kwhPerUnit["万千瓦时"] = decimal.NewFromInt(10_000)
@@ -119,7 +123,7 @@ func (Electricity) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage
 	month := r.Period(monthOnly, elMonth...)
 	unit := r.Enum(electricityUnit, elUnit...)
 	kwh := r.Scaled(kwhPerUnit[unit], elConsumption...)
-	peak := r.OptionalScaled(decimal.NewFromInt(1), elPeak...)
+	peak := r.OptionalScaled(unitFactor, elPeak...)
 	arrears := r.OptionalYuan("", elArrears...)
 	if err := r.Err(); err != nil {
 		return nil, err
@@ -175,8 +179,9 @@ func (Water) NormalizeFields(env firmbridge.Envelope, l firmbridge.Lineage, f co
 				break
 			}
 		}
-		sub := connectors.NewReader(connectors.NewFields([]string{"volume_m3"}, []string{raw}))
-		vol = sub.Scaled(decimal.NewFromInt(1), "volume_m3")
+		// A reader of its own, so that the reject names volume_m3.
+		var sub connectors.Reader
+		vol = sub.ScaledValue(unitFactor, "volume_m3", raw)
 		if err := sub.Err(); err != nil {
 			return nil, err
 		}

@@ -53,8 +53,12 @@ func CleanName(s string) string {
 	if !strings.ContainsAny(s, "()") {
 		return s
 	}
-	return strings.NewReplacer("(", "（", ")", "）").Replace(s)
+	return fullWidthBrackets.Replace(s)
 }
+
+// fullWidthBrackets is built once: a Replacer is safe for concurrent use,
+// and building one per name was most of CleanName's cost.
+var fullWidthBrackets = strings.NewReplacer("(", "（", ")", "）")
 
 // compact removes every white space character and the given runes from s.
 func compact(s string, drop string) string {

@@ -244,14 +244,14 @@ func ParseParty(s string) (Party, error) {
 	if f == "" {
 		return Party{}, nil
 	}
-	if m := reTrailingBracket.FindStringSubmatch(f); m != nil {
-		code := strings.ToUpper(strings.NewReplacer(" ", "", "-", "").Replace(m[2]))
+	if name, inner, ok := splitTrailingBracket(f); ok {
+		code := strings.ToUpper(spacesAndDashes.Replace(inner))
 		if len(code) == 18 && isAlnum(code) {
 			u, err := connectors.NormalizeUSCC(code)
 			if err != nil {
 				return Party{}, err
 			}
-			name := connectors.CleanName(m[1])
+			name := connectors.CleanName(name)
 			if name == "" {
 				return Party{}, fmt.Errorf("%w: party %q has a USCC but no name", connectors.ErrMissing, s)
 			}
@@ -259,6 +259,36 @@ func ParseParty(s string) (Party, error) {
 		}
 	}
 	return Party{Name: connectors.CleanName(f)}, nil
+}
+
+// spacesAndDashes removes spaces and dashes; built once, as a Replacer is
+// safe for concurrent use and building one per party was a fifth of a
+// legal event's CPU.
+var spacesAndDashes = strings.NewReplacer(" ", "", "-", "")
+
+// splitTrailingBracket returns the two submatches of reTrailingBracket
+// (the text before a final bracketed part, and what the brackets hold)
+// without the regular expression: the last "(" before a final ")", with
+// no bracket between them. A line break, which its "." does not match, is
+// left to the regular expression. FuzzSplitTrailingBracket checks both
+// agree.
+func splitTrailingBracket(f string) (before, inner string, ok bool) {
+	if strings.IndexByte(f, '\n') >= 0 {
+		m := reTrailingBracket.FindStringSubmatch(f)
+		if m == nil {
+			return "", "", false
+		}
+		return m[1], m[2], true
+	}
+	if !strings.HasSuffix(f, ")") {
+		return "", "", false
+	}
+	body := f[:len(f)-1]
+	open := strings.LastIndexByte(body, '(')
+	if open < 0 || strings.IndexByte(body[open+1:], ')') >= 0 {
+		return "", "", false
+	}
+	return body[:open], body[open+1:], true
 }
 
 func isAlnum(s string) bool {

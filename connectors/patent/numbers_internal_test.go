@@ -39,3 +39,17 @@ func FuzzSplitIPC(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSplitTrailingBracket(f *testing.F) {
+	for _, s := range []string{"某某银行股份有限公司(91110000100000000X)", "某某科技（福州）有限公司", "A(B)(C)", "A(B(C))", "(X)", "()", "A()",
+		")", "(", "A(B", "AB)", "A)B(C)", "A(B)C", "A\n(B)", "A(B\n)", "A(B)\n", "\xff(\xfe)", "A（B）", "A(B))", "A((B)", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		before, inner, ok := splitTrailingBracket(s)
+		m := reTrailingBracket.FindStringSubmatch(s)
+		if ok != (m != nil) || (ok && (before != m[1] || inner != m[2])) {
+			t.Fatalf("splitTrailingBracket(%q) = %q, %q, %v; the regular expression reads %q", s, before, inner, ok, m)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -464,6 +465,12 @@ func decodeCSVLine(text, header string) (Fields, error) {
 		return Fields{}, invalidPayload(fmt.Sprintf("CSV line has %d fields, the header has %d", len(values), len(h.names)))
 	}
 	f := Fields{fields: make([]field, 0, len(h.names))}
+	if h.distinct { // nothing to replace: setKeyed would append each in turn
+		for i, v := range values {
+			f.fields = append(f.fields, field{key: h.keys[i], name: h.names[i], value: v})
+		}
+		return f, nil
+	}
 	for i, v := range values {
 		f.setKeyed(h.keys[i], h.names[i], v, nil, false)
 	}
@@ -471,8 +478,10 @@ func decodeCSVLine(text, header string) (Fields, error) {
 }
 
 // parsedHeader is a header line's field names, folded, and their keys.
+// distinct says no two keys are the same, as in every honest header.
 type parsedHeader struct {
 	names, keys []string
+	distinct    bool
 }
 
 // csvHeaders caches parsed header lines: every record of a provider file
@@ -499,6 +508,12 @@ func csvHeader(header string) (parsedHeader, error) {
 	for i := range names {
 		names[i] = Fold(names[i])
 		h.keys[i] = fieldKey(names[i])
+	}
+	h.distinct = true
+	for i := range h.keys {
+		if slices.Contains(h.keys[:i], h.keys[i]) {
+			h.distinct = false
+		}
 	}
 	if csvHeadersCached.Load() < maxCachedHeaders {
 		if _, loaded := csvHeaders.LoadOrStore(header, h); !loaded {

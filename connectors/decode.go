@@ -301,6 +301,27 @@ func fieldKey(name string) string {
 // letters or spaces, or plain UTF-8 text of ideographs and such that Fold
 // and strings.ToLower leave alone.
 func foldedLower(name string) bool {
+	// Byte by byte over ASCII and CJK ideographs, the names connectors
+	// look up; anything else as foldedLowerRef does.
+	for i := 0; i < len(name); {
+		c := name[i]
+		switch {
+		case c < utf8.RuneSelf:
+			if c <= ' ' || c == 0x7f || ('A' <= c && c <= 'Z') {
+				return false
+			}
+			i++
+		case cjkAt(name, i):
+			i += 3
+		default:
+			return foldedLowerRef(name)
+		}
+	}
+	return true
+}
+
+// foldedLowerRef is foldedLower decoding every rune.
+func foldedLowerRef(name string) bool {
 	for _, r := range name {
 		switch {
 		case r < 0x80:

@@ -96,6 +96,45 @@ func isMissing(s string) bool {
 // maps (U+3000 and U+FF00-U+FFEF are the only ones), no invisible rune, no
 // white space but single inner ASCII spaces, valid UTF-8.
 func folded(s string) bool {
+	// Values are ASCII and CJK ideographs nearly always: those are checked
+	// byte by byte, the rest rune by rune as in foldedRef.
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ':
+			if i == 0 || i == len(s)-1 || s[i+1] == ' ' {
+				return false
+			}
+			i++
+			continue
+		case c < utf8.RuneSelf:
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		case cjkAt(s, i):
+			i += 3
+			continue
+		}
+		return foldedRef(s[i:])
+	}
+	return true
+}
+
+// cjkAt reports whether s[i:] starts with the UTF-8 encoding of a CJK
+// ideograph U+4E00-U+9FFF (E4 B8 80 to E9 BF BF): no case, no width, no
+// white space.
+func cjkAt(s string, i int) bool {
+	if i+2 >= len(s) {
+		return false
+	}
+	c0, c1, c2 := s[i], s[i+1], s[i+2]
+	return c0 >= 0xe4 && c0 <= 0xe9 && c1 >= 0x80 && c1 <= 0xbf && c2 >= 0x80 && c2 <= 0xbf && (c0 != 0xe4 || c1 >= 0xb8)
+}
+
+// foldedRef is folded decoding every rune.
+func foldedRef(s string) bool {
 	for i, r := range s {
 		switch {
 		case r == ' ':

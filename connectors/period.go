@@ -51,14 +51,15 @@ func Date(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0
 
 // MonthPeriod returns the calendar month m of year y.
 func MonthPeriod(y int, m time.Month) Period {
-	start := Date(y, m, 1)
-	return Period{Kind: PeriodMonth, Start: start, End: start.AddDate(0, 1, -1)}
+	// Day 0 of the next month is the last of this one: what
+	// start.AddDate(0, 1, -1) computes, without taking start apart again.
+	return Period{Kind: PeriodMonth, Start: Date(y, m, 1), End: Date(y, m+1, 0)}
 }
 
 // QuarterPeriod returns quarter q (1-4) of year y.
 func QuarterPeriod(y, q int) Period {
-	start := Date(y, time.Month(3*(q-1)+1), 1)
-	return Period{Kind: PeriodQuarter, Start: start, End: start.AddDate(0, 3, -1)}
+	m := time.Month(3*(q-1) + 1)
+	return Period{Kind: PeriodQuarter, Start: Date(y, m, 1), End: Date(y, m+3, 0)}
 }
 
 // YearPeriod returns the calendar year y.
@@ -144,23 +145,24 @@ func ParsePeriod(s string) (Period, error) {
 	if isMissing(f) {
 		return Period{}, errEmptyPeriod
 	}
-	// Quarters (2024Q1, 2024年第一季度) and years, which the regular
-	// expressions read as slowly as the rest of a record, are read by hand;
-	// no month pattern matches what these accept.
-	if plainMonth(f) == "" {
-		if y, q, ok := splitQuarter(f); ok {
-			if err := checkYear(y); err != nil {
-				return Period{}, fmt.Errorf("period %q: %w", s, err)
-			}
-			return QuarterPeriod(y, q), nil
+	// Numeric months, quarters (2024Q1, 2024年第一季度) and years are
+	// read by hand, the regular expressions being as slow as the rest of a
+	// record; no month pattern matches a quarter or a year these accept.
+	if mon := plainMonth(f); mon != "" {
+		return plainMonthPeriod(s, f, mon)
+	}
+	if y, q, ok := splitQuarter(f); ok {
+		if err := checkYear(y); err != nil {
+			return Period{}, fmt.Errorf("period %q: %w", s, err)
 		}
-		if ys, ok := splitYear(f); ok {
-			y := atoiCN(ys)
-			if err := checkYear(y); err != nil {
-				return Period{}, fmt.Errorf("period %q: %w", s, err)
-			}
-			return YearPeriod(y), nil
+		return QuarterPeriod(y, q), nil
+	}
+	if ys, ok := splitYear(f); ok {
+		y := atoiCN(ys)
+		if err := checkYear(y); err != nil {
+			return Period{}, fmt.Errorf("period %q: %w", s, err)
 		}
+		return YearPeriod(y), nil
 	}
 	return parsePeriod(s, f)
 }
@@ -180,12 +182,7 @@ func parsePeriod(s, f string) (Period, error) {
 	var y int
 	switch {
 	case plainMonth(f) != "": // 2024-03, 2024/3, 202403, 2024年3月: most periods, without a regexp
-		y = atoiCN(f[:4])
-		mon := atoiCN(plainMonth(f))
-		if mon < 1 || mon > 12 {
-			return Period{}, fmt.Errorf("period %q: month %d does not exist", s, mon)
-		}
-		p = MonthPeriod(y, time.Month(mon))
+		return plainMonthPeriod(s, f, plainMonth(f))
 	case reQuarterQ.MatchString(f):
 		m := reQuarterQ.FindStringSubmatch(f)
 		y = atoiCN(m[1])
@@ -222,6 +219,19 @@ func parsePeriod(s, f string) (Period, error) {
 		return Period{}, fmt.Errorf("period %q: %w", s, err)
 	}
 	return p, nil
+}
+
+// plainMonthPeriod is ParsePeriod of s, folded as f, a year and a numeric
+// month whose digits plainMonth returned as mon.
+func plainMonthPeriod(s, f, mon string) (Period, error) {
+	y, m := atoiCN(f[:4]), atoiCN(mon)
+	if m < 1 || m > 12 {
+		return Period{}, fmt.Errorf("period %q: month %d does not exist", s, m)
+	}
+	if err := checkYear(y); err != nil {
+		return Period{}, fmt.Errorf("period %q: %w", s, err)
+	}
+	return MonthPeriod(y, time.Month(m)), nil
 }
 
 // splitQuarter returns the year and quarter of a folded, upper-cased

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // FuzzPlainMonth checks the regexp-free month path against the regular
@@ -77,6 +78,30 @@ func FuzzParsePeriodFastPath(f *testing.F) {
 		want, wantErr := parsePeriodRef(s)
 		if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 			t.Fatalf("ParsePeriod(%q) = %v, %v; regexp path %v, %v", s, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+// FuzzPeriodEnds: the last day of a month or quarter, as day 0 of the
+// next, is what AddDate from its first day gives, also for months out of
+// range (normalized, as time.Date does).
+func FuzzPeriodEnds(f *testing.F) {
+	for _, c := range [][2]int{{2024, 2}, {2023, 2}, {1900, 2}, {2000, 2}, {2024, 12}, {2024, 13}, {2024, 0}, {2024, -25}, {1970, 1}, {2105, 12}} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, y, m int) {
+		y, m = y%100000, m%1000
+		start := Date(y, time.Month(m), 1)
+		if got, want := MonthPeriod(y, time.Month(m)), (Period{Kind: PeriodMonth, Start: start, End: start.AddDate(0, 1, -1)}); got != want {
+			t.Fatalf("MonthPeriod(%d, %d) = %v, want %v", y, m, got, want)
+		}
+		q := m%4 + 1
+		if q < 1 {
+			q += 4
+		}
+		qs := Date(y, time.Month(3*(q-1)+1), 1)
+		if got, want := QuarterPeriod(y, q), (Period{Kind: PeriodQuarter, Start: qs, End: qs.AddDate(0, 3, -1)}); got != want {
+			t.Fatalf("QuarterPeriod(%d, %d) = %v, want %v", y, q, got, want)
 		}
 	})
 }

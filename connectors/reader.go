@@ -108,6 +108,10 @@ func (r *Reader) USCC(names ...string) string {
 		return ""
 	}
 	v, name := r.lookup(names)
+	return r.usccValue(name, v)
+}
+
+func (r *Reader) usccValue(name, v string) string {
 	u, err := NormalizeUSCC(v)
 	if err != nil {
 		r.failErr(firmbridge.RejectInvalidUSCC, name, err)
@@ -115,12 +119,24 @@ func (r *Reader) USCC(names ...string) string {
 	return u
 }
 
+// optional looks a field up for the Optional readers: ok is false when a
+// read failed already or the value is absent or a placeholder, when Text
+// would return "". It spares them a second lookup.
+func (r *Reader) optional(names []string) (v, name string, ok bool) {
+	if r.err != nil {
+		return "", "", false
+	}
+	v, name = r.lookup(names)
+	return v, name, !isMissing(Fold(v))
+}
+
 // OptionalUSCC returns a USCC that may be absent (""), validated when present.
 func (r *Reader) OptionalUSCC(names ...string) string {
-	if r.Text(names...) == "" {
+	v, name, ok := r.optional(names)
+	if !ok {
 		return ""
 	}
-	return r.USCC(names...)
+	return r.usccValue(name, v)
 }
 
 // Yuan returns a required amount in yuan (see ParseYuan); unit is the
@@ -130,6 +146,10 @@ func (r *Reader) Yuan(unit string, names ...string) decimal.Decimal {
 		return decimal.Decimal{}
 	}
 	v, name := r.lookup(names)
+	return r.yuanValue(unit, name, v)
+}
+
+func (r *Reader) yuanValue(unit, name, v string) decimal.Decimal {
 	d, err := ParseYuan(v, unit)
 	if err != nil {
 		if errors.Is(err, ErrUnknownUnit) {
@@ -143,10 +163,11 @@ func (r *Reader) Yuan(unit string, names ...string) decimal.Decimal {
 
 // OptionalYuan is Yuan for an amount that may be missing (nil).
 func (r *Reader) OptionalYuan(unit string, names ...string) *decimal.Decimal {
-	if r.Text(names...) == "" {
+	v, name, ok := r.optional(names)
+	if !ok {
 		return nil
 	}
-	d := r.Yuan(unit, names...)
+	d := r.yuanValue(unit, name, v)
 	return &d
 }
 
@@ -174,10 +195,11 @@ func (r *Reader) ScaledValue(factor decimal.Decimal, field, v string) decimal.De
 
 // OptionalScaled is Scaled for a quantity that may be missing (nil).
 func (r *Reader) OptionalScaled(factor decimal.Decimal, names ...string) *decimal.Decimal {
-	if r.Text(names...) == "" {
+	v, name, ok := r.optional(names)
+	if !ok {
 		return nil
 	}
-	d := r.Scaled(factor, names...)
+	d := r.ScaledValue(factor, name, v)
 	return &d
 }
 
@@ -217,6 +239,10 @@ func (r *Reader) Date(names ...string) time.Time {
 		return time.Time{}
 	}
 	v, name := r.lookup(names)
+	return r.dateValue(name, v)
+}
+
+func (r *Reader) dateValue(name, v string) time.Time {
 	t, err := ParseDate(v)
 	if err != nil {
 		r.failErr(firmbridge.RejectInvalidDate, name, err)
@@ -226,10 +252,11 @@ func (r *Reader) Date(names ...string) time.Time {
 
 // OptionalDate is Date for a date that may be missing (nil).
 func (r *Reader) OptionalDate(names ...string) *time.Time {
-	if r.Text(names...) == "" {
+	v, name, ok := r.optional(names)
+	if !ok {
 		return nil
 	}
-	t := r.Date(names...)
+	t := r.dateValue(name, v)
 	return &t
 }
 

@@ -368,10 +368,17 @@ func ParseYear(s string) (int, error) {
 func PeriodFromDates(start, end time.Time) (Period, error) {
 	y, m, d := start.Date()
 	if d == 1 {
-		for _, p := range []Period{MonthPeriod(y, m), QuarterPeriod(y, (int(m)-1)/3+1), YearPeriod(y)} {
-			if p.Start.Equal(Date(y, m, d)) && p.End.Equal(Date(end.Date())) {
-				return p, nil
-			}
+		// Each candidate is made only when the one before does not fit.
+		first, last := Date(y, m, d), Date(end.Date())
+		fits := func(p Period) bool { return p.Start.Equal(first) && p.End.Equal(last) }
+		if p := MonthPeriod(y, m); fits(p) {
+			return p, nil
+		}
+		if p := QuarterPeriod(y, (int(m)-1)/3+1); fits(p) {
+			return p, nil
+		}
+		if p := YearPeriod(y); fits(p) {
+			return p, nil
 		}
 	}
 	return Period{}, fmt.Errorf("%s to %s is not a calendar month, quarter or year",

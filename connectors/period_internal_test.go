@@ -105,3 +105,33 @@ func FuzzPeriodEnds(f *testing.F) {
 		}
 	})
 }
+
+// periodFromDatesRef is PeriodFromDates as it was, making every candidate.
+func periodFromDatesRef(start, end time.Time) (Period, error) {
+	y, m, d := start.Date()
+	if d == 1 {
+		for _, p := range []Period{MonthPeriod(y, m), QuarterPeriod(y, (int(m)-1)/3+1), YearPeriod(y)} {
+			if p.Start.Equal(Date(y, m, d)) && p.End.Equal(Date(end.Date())) {
+				return p, nil
+			}
+		}
+	}
+	return Period{}, fmt.Errorf("%s to %s is not a calendar month, quarter or year",
+		start.Format("2006-01-02"), end.Format("2006-01-02"))
+}
+
+func FuzzPeriodFromDates(f *testing.F) {
+	f.Add(int64(1704067200), int64(1711843200), int64(0)) // 2024-01-01 to 2024-03-31
+	f.Add(int64(1704067200), int64(1706659200), int64(3600))
+	f.Add(int64(1704067200), int64(1735603200), int64(-8*3600))
+	f.Add(int64(1706745600), int64(1709164800), int64(0))
+	f.Fuzz(func(t *testing.T, a, b, off int64) {
+		loc := time.FixedZone("z", int(off%(24*3600)))
+		start, end := time.Unix(a%(1<<40), 0).In(loc), time.Unix(b%(1<<40), 0).In(loc)
+		got, gotErr := PeriodFromDates(start, end)
+		want, wantErr := periodFromDatesRef(start, end)
+		if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("PeriodFromDates(%s, %s) = %v, %v; want %v, %v", start, end, got, gotErr, want, wantErr)
+		}
+	})
+}

@@ -58,6 +58,12 @@ func NewRegistry(cs ...firmbridge.Connector) (*Registry, error) {
 
 // Lookup returns the connector of a source.
 func (r *Registry) Lookup(source string) (firmbridge.Connector, bool) {
+	// NewRegistry takes only sources that are trimmed and lower-case
+	// already, so a source found as it is needs no clean-up, as nearly
+	// every envelope's does not.
+	if c, ok := r.bySource[source]; ok {
+		return c, true
+	}
 	c, ok := r.bySource[strings.ToLower(strings.TrimSpace(source))]
 	return c, ok
 }

@@ -85,6 +85,31 @@ func isMissing(s string) bool {
 	if len(s) > len("——") { // the longest of the words below
 		return false
 	}
+	// ASCII is lower-cased on the stack: strings.ToLower allocates for
+	// every upper-case value (2024Q1, CNY).
+	var buf [len("——")]byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return isMissingRef(s)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	switch string(buf[:len(s)]) {
+	case "", "-", "--", "---", "/", "null", "nil", "none", "n/a", "na":
+		return true
+	}
+	return false
+}
+
+// isMissingRef is isMissing lower-casing with strings.ToLower.
+func isMissingRef(s string) bool {
+	if len(s) > len("——") {
+		return false
+	}
 	switch strings.ToLower(s) {
 	case "", "-", "--", "---", "—", "——", "/", "无", "空", "null", "nil", "none", "n/a", "na":
 		return true

@@ -32,3 +32,15 @@ func FuzzFoldedBytes(f *testing.F) {
 		}
 	})
 }
+
+func FuzzIsMissing(f *testing.F) {
+	for _, s := range []string{"", "-", "--", "---", "—", "——", "/", "无", "空", "null", "NULL", "Nil", "NONE", "N/A", "na", "NA", "nA",
+		"n／a", "0", "2024Q1", "CNY", "————", "\xff", "İ", "NULl\x00", "nulls", "-—"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isMissing(s), isMissingRef(s); got != want {
+			t.Errorf("isMissing(%q) = %v, isMissingRef says %v", s, got, want)
+		}
+	})
+}

@@ -42,6 +42,12 @@ type Pipeline struct {
 	Workers         int           // readers in the group; default 1
 	BatchRows       int           // flush at this many rows; default 50000
 	BatchWait       time.Duration // or this long after the first message; default 1s
+	// IdleWait stores a batch of at least a tenth of BatchRows once no
+	// record arrived for this long, without waiting out BatchWait: the
+	// end of a burst or of a backlog is stored at once, while a trickle of
+	// records still waits for the window, so ClickHouse still gets few,
+	// large inserts; default 250ms.
+	IdleWait time.Duration
 	// DecodeWorkers normalize fetched records in parallel, since
 	// normalization, not Kafka or ClickHouse, is the costly step; default
 	// GOMAXPROCS. Results keep the records' order.
@@ -74,6 +80,9 @@ func (p *Pipeline) defaults() {
 	}
 	if p.BatchWait <= 0 {
 		p.BatchWait = time.Second
+	}
+	if p.IdleWait <= 0 {
+		p.IdleWait = 250 * time.Millisecond
 	}
 	if p.DecodeWorkers <= 0 {
 		p.DecodeWorkers = runtime.GOMAXPROCS(0)
@@ -117,6 +126,7 @@ type batch struct {
 	rows    []firmbridge.Row
 	dead    []kafkago.Message
 	started time.Time
+	last    time.Time // when the newest message arrived
 }
 
 func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error {
@@ -169,8 +179,16 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 	defer window.close()
 	for {
 		deadline := b.started.Add(p.BatchWait)
-		if len(b.msgs) == 0 {
+		switch {
+		case len(b.msgs) == 0:
 			deadline = time.Now().Add(p.BatchWait)
+		case len(b.rows)+len(b.pending) >= p.BatchRows/10:
+			// The idle deadline moves in steps of an eighth of IdleWait, so
+			// that the fetch context is not made anew for every message.
+			step := p.IdleWait / 8
+			if idle := b.last.Truncate(step).Add(p.IdleWait + step); idle.Before(deadline) {
+				deadline = idle
+			}
 		}
 		msg, err := reader.FetchMessage(window.until(ctx, deadline))
 		switch {
@@ -187,9 +205,10 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 				}
 			}
 			p.add(ctx, &b, msg)
+			b.last = time.Now()
 			// A record not decoded yet counts as one row: decoding waits
 			// for a chunk of decodeChunk records, and a batch must not.
-			if len(b.rows)+len(b.pending) < p.BatchRows && time.Since(b.started) < p.BatchWait {
+			if len(b.rows)+len(b.pending) < p.BatchRows && b.last.Sub(b.started) < p.BatchWait {
 				continue
 			}
 		case ctx.Err() != nil:
@@ -203,7 +222,8 @@ func (p *Pipeline) worker(ctx context.Context, id int, dlq *kafka.Writer) error 
 			log.Info("stopped", "messages", p.stats.Messages.Load(), "rows", p.stats.Rows.Load(), "dead_letters", p.stats.DeadLetters.Load())
 			return err
 		case errors.Is(err, context.DeadlineExceeded):
-			// The batch window closed with no new message.
+			// The batch window closed, or the batch went idle, with no new
+			// message.
 		default:
 			log.Warn("fetch failed; retrying", "err", err)
 			if !sleep(ctx, time.Second) {

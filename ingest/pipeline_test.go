@@ -231,3 +231,68 @@ func committedOffset(t *testing.T, ctx context.Context, kcfg kafka.Config, topic
 	}
 	return sum
 }
+
+// A batch of a tenth of BatchRows or more is stored once the stream goes
+// idle, without waiting out BatchWait; a smaller one waits for the window,
+// so a trickle of records does not become a stream of tiny inserts.
+func TestPipeline_IdleBatchStoredBeforeItsWindow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kcfg := testenv.Kafka(t)
+	topics := testenv.Topics(t, kcfg, "raw")
+	w := kafka.NewWriter(kcfg, topics[0])
+	defer w.Close()
+	next := 0
+	write := func(n int) {
+		t.Helper()
+		var msgs []kafkago.Message
+		for range n {
+			msgs = append(msgs, kafkago.Message{Value: fmt.Appendf(nil, `{"id":"r%d","value":%d}`, next, next)})
+			next++
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &gatedSink{release: make(chan struct{})}
+	close(sink.release)
+	const batchRows, window = 100, 4 * time.Second
+	p := &ingest.Pipeline{Brokers: kcfg.Brokers, Topic: topics[0], GroupID: "g-" + topics[0],
+		Decode: decodeTestRow, Sink: sink, BatchRows: batchRows, BatchWait: window, IdleWait: 200 * time.Millisecond}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	stored := func(n int64, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for sink.rows.Load() < n {
+			if time.Since(start) > within {
+				t.Fatalf("%d rows stored after %s, want %d", sink.rows.Load(), within, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+
+	// A full batch first: the group has joined once it is stored.
+	write(batchRows)
+	stored(batchRows, time.Minute)
+
+	// Half a batch, then nothing: stored when idle, well inside the window.
+	write(batchRows / 2)
+	if took := stored(batchRows+batchRows/2, window/2); took >= window/2 {
+		t.Errorf("an idle half batch took %s to store, want well under the %s window", took, window)
+	}
+
+	// A few records: too few to store early, stored when the window ends.
+	write(batchRows / 20)
+	time.Sleep(window / 3)
+	if got := sink.rows.Load(); got != batchRows+batchRows/2 {
+		t.Errorf("%d rows stored %s after a trickle of %d records, want them to wait for the window", got, window/3, batchRows/20)
+	}
+	stored(batchRows+batchRows/2+batchRows/20, 2*window)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+}

@@ -66,7 +66,7 @@ type benchFlags struct {
 	sources                string
 	seed                   int64
 	workers, batchRows     int
-	batchWait              time.Duration
+	batchWait, batchIdle   time.Duration
 	partitions             int
 	keep, noAppend         bool
 	output, cpuProfile     string
@@ -85,6 +85,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.IntVar(&o.workers, "workers", 1, "consumers per topic, for the pipelines and the bare consumer; inserters per domain for the bare insert")
 	fs.IntVar(&o.batchRows, "batch-rows", 50000, "rows per batch, for the pipelines and the bare insert")
 	fs.DurationVar(&o.batchWait, "batch-wait", time.Second, "the pipelines' batch window")
+	fs.DurationVar(&o.batchIdle, "batch-idle", 250*time.Millisecond, "the pipelines store a batch of at least a tenth of --batch-rows once no record arrived for this long")
 	fs.IntVar(&o.partitions, "partitions", 4, "partitions per scratch topic")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scratch topics, consumer groups and databases")
 	fs.StringVar(&o.output, "output", "docs/BENCHMARKS.md", "file the results are appended to")
@@ -268,7 +269,7 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	before = meter.sample()
-	e2e, err := runPipelines(ctx, kcfg.Brokers, ingestGroup, topics, exp, decode, store, o.workers, o.batchRows, o.batchWait, o.timeout, logger, client, total)
+	e2e, err := runPipelines(ctx, kcfg.Brokers, ingestGroup, topics, exp, decode, store, o.workers, o.batchRows, o.batchWait, o.batchIdle, o.timeout, logger, client, total)
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -301,8 +302,8 @@ func runBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	table := benchTable(results)
 	var notes strings.Builder
-	fmt.Fprintf(&notes, "- records: %d about %d firms, %d months of history (seed %d), %.0f MB of envelopes; %d topics of %d partitions; workers %d, batches of %d rows or %s\n",
-		total, corpus.firms, o.months, o.seed, float64(corpus.bytes)/1e6, len(topics.domains), o.partitions, o.workers, o.batchRows, o.batchWait)
+	fmt.Fprintf(&notes, "- records: %d about %d firms, %d months of history (seed %d), %.0f MB of envelopes; %d topics of %d partitions; workers %d, batches of %d rows or %s (or %s idle at %d rows or more)\n",
+		total, corpus.firms, o.months, o.seed, float64(corpus.bytes)/1e6, len(topics.domains), o.partitions, o.workers, o.batchRows, o.batchWait, o.batchIdle, o.batchRows/10)
 	fmt.Fprintf(&notes, "- mix: %s\n", mix)
 	fmt.Fprintf(&notes, "- end-to-end: %d messages fetched, %d rows stored, %d dead letters (%d expected), %d batches, %d retries; committed offsets reach the end of every partition\n",
 		e2e.messages, e2e.rows, e2e.dead, rejects, e2e.batches, e2e.retries)

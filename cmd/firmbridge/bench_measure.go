@@ -264,7 +264,7 @@ type benchE2E struct {
 // the pipelines' counters say every record is stored or dead-lettered and
 // the consumer groups' committed offsets reach the end of every partition.
 func runPipelines(ctx context.Context, brokers []string, groupPrefix string, topics *benchTopics, exp benchExpect, decode ingest.Decoder,
-	sink ingest.Sink, workers, batchRows int, batchWait, timeout time.Duration, logger *slog.Logger, client *kafkago.Client, total int64) (benchE2E, error) {
+	sink ingest.Sink, workers, batchRows int, batchWait, batchIdle, timeout time.Duration, logger *slog.Logger, client *kafkago.Client, total int64) (benchE2E, error) {
 	var out benchE2E
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -272,7 +272,7 @@ func runPipelines(ctx context.Context, brokers []string, groupPrefix string, top
 	for _, d := range topics.domains {
 		pipes = append(pipes, &ingest.Pipeline{
 			Brokers: brokers, Topic: topics.raw[d], GroupID: groupPrefix + d, DeadLetterTopic: topics.dlq[d],
-			Decode: decode, Sink: sink, Workers: workers, BatchRows: batchRows, BatchWait: batchWait, Logger: logger,
+			Decode: decode, Sink: sink, Workers: workers, BatchRows: batchRows, BatchWait: batchWait, IdleWait: batchIdle, Logger: logger,
 		})
 	}
 	clock := &firstAndLast{begin: time.Now()}

@@ -34,6 +34,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workers := fs.Int("workers", 1, "consumers per topic in the group")
 	batchRows := fs.Int("batch-rows", 50000, "flush a batch at this many rows")
 	batchWait := fs.Duration("batch-wait", time.Second, "or this long after its first record")
+	batchIdle := fs.Duration("batch-idle", 250*time.Millisecond, "or, with at least a tenth of --batch-rows, once no record arrived for this long")
 	opsAddr := fs.String("ops-addr", env("INGEST_OPS_ADDR", "127.0.0.1:8081"), "address of /healthz, /readyz and /metrics (FIRMBRIDGE_INGEST_OPS_ADDR)")
 	digestEvery := fs.String("audit-digest-interval", env("AUDIT_DIGEST_INTERVAL", "10s"), "how often the audit sealer signs a digest of each chain (FIRMBRIDGE_AUDIT_DIGEST_INTERVAL)")
 	if err := cfg.parse(fs, args); err != nil {
@@ -84,7 +85,7 @@ func runIngest(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		pipelines = append(pipelines, &ingest.Pipeline{
 			Brokers: brokers, Topic: kcfg.Topic(firmbridge.RawTopic(d)), GroupID: *group + "." + d,
 			DeadLetterTopic: kcfg.Topic(firmbridge.DeadLetterTopic(d)), Decode: ingest.EnvelopeDecoder(registry), Sink: store,
-			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, Logger: logger, Metrics: metrics,
+			Workers: *workers, BatchRows: *batchRows, BatchWait: *batchWait, IdleWait: *batchIdle, Logger: logger, Metrics: metrics,
 		})
 	}
 	// Access events are sealed into hash chains (audit_events), not copied

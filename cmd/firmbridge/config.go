@@ -58,15 +58,16 @@ func env(name, def string) string {
 }
 
 // envInt is env for a whole number, the default of flag. A value that is
-// not one is kept to be refused by parse, unless the flag is given.
-func (c *Config) envInt(flag, name string, def int) int {
+// not one is added to bad, for Config.parse to refuse unless the flag is
+// given.
+func envInt(name, flag string, def int, bad *[]badEnv) int {
 	v := env(name, "")
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		c.badEnv = append(c.badEnv, badEnv{flag: flag, err: fmt.Errorf("FIRMBRIDGE_%s=%q is not a whole number (it sets --%s)", name, v, flag)})
+		*bad = append(*bad, badEnv{flag: flag, err: fmt.Errorf("FIRMBRIDGE_%s=%q is not a whole number (it sets --%s)", name, v, flag)})
 		return def
 	}
 	return n
@@ -104,9 +105,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouseUser, "clickhouse-user", env("CLICKHOUSE_USER", "default"), "ClickHouse user (FIRMBRIDGE_CLICKHOUSE_USER)")
 	c.ClickHousePass = env("CLICKHOUSE_PASSWORD", "") // environment only: flags show up in ps
 	fs.StringVar(&c.KafkaBrokers, "kafka", env("KAFKA_BROKERS", "127.0.0.1:19092"), "Kafka bootstrap brokers, comma-separated (FIRMBRIDGE_KAFKA_BROKERS)")
-	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", c.envInt("kafka-partitions", "KAFKA_PARTITIONS", 4), "partitions of the topics firmbridge creates: the most ingest workers (or audit chains) that share a topic; existing topics keep theirs (FIRMBRIDGE_KAFKA_PARTITIONS)")
-	fs.IntVar(&c.KafkaReplicationFactor, "kafka-replication-factor", c.envInt("kafka-replication-factor", "KAFKA_REPLICATION_FACTOR", 1), "replication factor of the topics firmbridge creates (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR)")
-	fs.IntVar(&c.KafkaMinInsync, "kafka-min-insync-replicas", c.envInt("kafka-min-insync-replicas", "KAFKA_MIN_INSYNC_REPLICAS", 0), "min.insync.replicas of the topics firmbridge creates; 0 leaves the broker default (FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)")
+	fs.IntVar(&c.KafkaPartitions, "kafka-partitions", envInt("KAFKA_PARTITIONS", "kafka-partitions", 4, &c.badEnv), "partitions of the topics firmbridge creates: the most ingest workers (or audit chains) that share a topic; existing topics keep theirs (FIRMBRIDGE_KAFKA_PARTITIONS)")
+	fs.IntVar(&c.KafkaReplicationFactor, "kafka-replication-factor", envInt("KAFKA_REPLICATION_FACTOR", "kafka-replication-factor", 1, &c.badEnv), "replication factor of the topics firmbridge creates (FIRMBRIDGE_KAFKA_REPLICATION_FACTOR)")
+	fs.IntVar(&c.KafkaMinInsync, "kafka-min-insync-replicas", envInt("KAFKA_MIN_INSYNC_REPLICAS", "kafka-min-insync-replicas", 0, &c.badEnv), "min.insync.replicas of the topics firmbridge creates; 0 leaves the broker default (FIRMBRIDGE_KAFKA_MIN_INSYNC_REPLICAS)")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", env("TOPIC_PREFIX", ""), "prefix of every Kafka topic name, to share a cluster between environments (FIRMBRIDGE_TOPIC_PREFIX)")
 	fs.StringVar(&c.KeyFile, "key-file", env("KEY_FILE", ".local/keys/jwt-signing.pem"), "Ed25519 PKCS#8 PEM token signing key (FIRMBRIDGE_KEY_FILE)")
 	fs.StringVar(&c.Issuer, "issuer", env("ISSUER", "firmbridge"), "token issuer, iss (FIRMBRIDGE_ISSUER)")

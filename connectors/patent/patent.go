@@ -220,24 +220,8 @@ func readApplicants(r *connectors.Reader, f connectors.Fields) []Party {
 	const field = "applicants"
 	out := make([]Party, 0, len(items))
 	for i, item := range items {
-		var p Party
-		var err error
-		if item.obj {
-			sub := connectors.NewReader(item.fields)
-			p.Name = sub.Name("name", "名称", "申请人名称")
-			p.USCC = sub.OptionalUSCC("uscc", "统一社会信用代码")
-			if rej := sub.Err(); rej != nil {
-				var rj *firmbridge.Reject
-				errors.As(rej, &rj)
-				r.Fail(rj.Code, fmt.Sprintf("%s[%d].%s", field, i, rj.Field), "%s", rj.Message)
-				return nil
-			}
-		} else if p, err = ParseParty(item.text); err != nil {
-			r.Fail(firmbridge.RejectInvalidUSCC, fmt.Sprintf("%s[%d]", field, i), "%s", err.Error())
-			return nil
-		}
-		if p.Name == "" {
-			r.Fail(firmbridge.RejectMissingField, fmt.Sprintf("%s[%d].name", field, i), "applicant %d has no name", i)
+		p, ok := applicant(r, i, item.obj, item.fields, item.text)
+		if !ok {
 			return nil
 		}
 		// A repeated USCC is kept once; the list is short enough to search.
@@ -251,6 +235,36 @@ func readApplicants(r *connectors.Reader, f connectors.Fields) []Party {
 		return nil
 	}
 	return out
+}
+
+// applicant reads applicant i of the applicants field: an object's fields
+// when obj, else a "name(uscc)" text. It fails r and reports false when
+// the applicant is not valid.
+func applicant(r *connectors.Reader, i int, obj bool, fields connectors.Fields, text string) (Party, bool) {
+	const field = "applicants"
+	var p Party
+	if obj {
+		sub := connectors.NewReader(fields)
+		p.Name = sub.Name("name", "名称", "申请人名称")
+		p.USCC = sub.OptionalUSCC("uscc", "统一社会信用代码")
+		if rej := sub.Err(); rej != nil {
+			var rj *firmbridge.Reject
+			errors.As(rej, &rj)
+			r.Fail(rj.Code, fmt.Sprintf("%s[%d].%s", field, i, rj.Field), "%s", rj.Message)
+			return Party{}, false
+		}
+	} else {
+		var err error
+		if p, err = ParseParty(text); err != nil {
+			r.Fail(firmbridge.RejectInvalidUSCC, fmt.Sprintf("%s[%d]", field, i), "%s", err.Error())
+			return Party{}, false
+		}
+	}
+	if p.Name == "" {
+		r.Fail(firmbridge.RejectMissingField, fmt.Sprintf("%s[%d].name", field, i), "applicant %d has no name", i)
+		return Party{}, false
+	}
+	return p, true
 }
 
 // readApplicantsRef is readApplicants decoding the JSON with encoding/json,
@@ -278,30 +292,18 @@ func readApplicantsRef(r *connectors.Reader, f connectors.Fields) []Party {
 	seen := map[string]bool{}
 	for i, item := range items {
 		var p Party
-		var err error
+		var ok bool
 		if t := strings.TrimSpace(string(item)); strings.HasPrefix(t, "{") {
-			sub := connectors.NewReader(mustFields(item))
-			p.Name = sub.Name("name", "名称", "申请人名称")
-			p.USCC = sub.OptionalUSCC("uscc", "统一社会信用代码")
-			if rej := sub.Err(); rej != nil {
-				var rj *firmbridge.Reject
-				errors.As(rej, &rj)
-				r.Fail(rj.Code, fmt.Sprintf("%s[%d].%s", field, i, rj.Field), "%s", rj.Message)
-				return nil
-			}
+			p, ok = applicant(r, i, true, mustFields(item), "")
 		} else {
 			var s string
 			if json.Unmarshal(item, &s) != nil {
 				r.Fail(firmbridge.RejectInvalidPayload, field, "applicant %d is neither an object nor a string", i)
 				return nil
 			}
-			if p, err = ParseParty(s); err != nil {
-				r.Fail(firmbridge.RejectInvalidUSCC, fmt.Sprintf("%s[%d]", field, i), "%s", err.Error())
-				return nil
-			}
+			p, ok = applicant(r, i, false, connectors.Fields{}, s)
 		}
-		if p.Name == "" {
-			r.Fail(firmbridge.RejectMissingField, fmt.Sprintf("%s[%d].name", field, i), "applicant %d has no name", i)
+		if !ok {
 			return nil
 		}
 		if p.USCC != "" {

@@ -188,6 +188,10 @@ type chainSealer struct {
 	fetched bool
 	// withheldAt is when a digest was last withheld (logged once per interval).
 	withheldAt time.Time
+	// nextLagCheck is when keepingUp may ask for the partition's end again
+	// after it could not vouch for the chain; lagChecks counts the asks.
+	nextLagCheck time.Time
+	lagChecks    int
 
 	msgs    int
 	events  []firmbridge.SealedEvent
@@ -358,6 +362,10 @@ func (c *chainSealer) flush(ctx context.Context) error {
 	return nil
 }
 
+// lagRecheck is the least time between two asks for a partition's end
+// while a digest is withheld.
+const lagRecheck = time.Second
+
 // keepingUp says whether the chain may be vouched for by a new digest: it
 // read records since the last one, or it has read everything the partition
 // holds. A reader that cannot reach the partition's leader (a broker died)
@@ -369,12 +377,20 @@ func (c *chainSealer) keepingUp(ctx context.Context, reader *kafkago.Reader) boo
 	if c.fetched {
 		return true
 	}
+	// While withholding, the loop comes here every turn; the partition's
+	// end (up to 2 s to learn from a dying broker) is asked for at most
+	// once per lagRecheck.
+	if c.s.Now().Before(c.nextLagCheck) {
+		return false
+	}
 	lagCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	c.lagChecks++
 	lag, err := reader.ReadLag(lagCtx)
 	if err == nil && lag == 0 {
 		return true
 	}
+	c.nextLagCheck = c.s.Now().Add(max(c.s.BatchWait, lagRecheck))
 	if ctx.Err() == nil && c.s.Now().Sub(c.withheldAt) >= c.s.DigestInterval {
 		c.withheldAt = c.s.Now()
 		c.log.Warn("digest withheld: the chain read nothing and is not at the partition's end", "lag", lag, "err", err)

@@ -3,6 +3,7 @@ package connectors
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -130,7 +131,7 @@ func scanEnvelope(b []byte, env *firmbridge.Envelope, fields *Fields) (ok, field
 	// space between tokens.
 	raw := b[payload.start:payload.end]
 	if payloadSpaced {
-		env.Payload = appendCompactJSON(make([]byte, 0, len(raw)), raw)
+		env.Payload = compactJSON(raw)
 	} else {
 		env.Payload = bytes.Clone(raw)
 	}
@@ -232,7 +233,7 @@ func scanObjectFields(b []byte, start, members int) (Fields, bool) {
 		case '{', '[':
 			var c []byte
 			if s.spaced {
-				c = appendCompactJSON(make([]byte, 0, len(raw)), raw)
+				c = compactJSON(raw)
 			} else {
 				c = bytes.Clone(raw)
 			}
@@ -521,23 +522,13 @@ func appendUnescaped(dst, s []byte) ([]byte, bool) {
 	}
 }
 
-// appendCompactJSON appends valid JSON without the white space between
-// its tokens, as fastjson marshals a parsed value.
-func appendCompactJSON(dst, b []byte) []byte {
-	inString := false
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case inString && c == '\\':
-			dst = append(dst, c, b[i+1])
-			i++
-			continue
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
-			continue
-		}
-		dst = append(dst, c)
+// compactJSON returns valid JSON without the white space between its
+// tokens, as fastjson marshals a parsed value: what json.Compact writes.
+func compactJSON(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b))
+	if err := json.Compact(&buf, b); err != nil {
+		return bytes.Clone(b) // not reached: jsonScan read b as valid JSON
 	}
-	return dst
+	return buf.Bytes()
 }

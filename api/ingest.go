@@ -90,17 +90,7 @@ func (s *Server) maxIngestRecords() int {
 // logs and on every message it publishes.
 func (s *Server) handleIngest(c *gin.Context) {
 	id, _ := firmbridge.IdentityFrom(c.Request.Context())
-	// A provider client registered for some scopes sends only their sources;
-	// checked before the body is read.
-	if s.Connectors != nil {
-		if conn, ok := s.Connectors.Lookup(c.Param("source")); ok {
-			if scope := firmbridge.SourceScope(conn.Source()); !id.Allows(scope) {
-				writeError(c, s.logger(), insufficientScope(id, scope))
-				return
-			}
-		}
-	}
-	req, err := s.readIngest(c)
+	req, err := s.readIngest(c, id)
 	if err != nil {
 		writeError(c, s.logger(), err)
 		return
@@ -113,8 +103,9 @@ func (s *Server) handleIngest(c *gin.Context) {
 	c.JSON(http.StatusOK, resp)
 }
 
-// readIngest reads the source, content type, query and body of a push.
-func (s *Server) readIngest(c *gin.Context) (IngestRequest, error) {
+// readIngest reads the source, content type, query and body of a push by
+// id.
+func (s *Server) readIngest(c *gin.Context, id firmbridge.Identity) (IngestRequest, error) {
 	source := c.Param("source")
 	if s.Connectors == nil || s.Raw == nil {
 		return IngestRequest{}, firmbridge.Errorf(firmbridge.EUNAVAILABLE, "ingest_unavailable", "this server does not accept provider pushes")
@@ -125,6 +116,11 @@ func (s *Server) readIngest(c *gin.Context) (IngestRequest, error) {
 			Message: fmt.Sprintf("no source %q; sources are %s", source, strings.Join(s.Connectors.Sources(), ", "))}
 	}
 	source = conn.Source()
+	// A provider client registered for some scopes sends only their
+	// sources; checked before the body is read.
+	if scope := firmbridge.SourceScope(source); !id.Allows(scope) {
+		return IngestRequest{}, insufficientScope(id, scope)
+	}
 	req := IngestRequest{Source: source, Options: connectors.FileOptions{Source: source}}
 
 	mediaType, params, err := mime.ParseMediaType(c.GetHeader("Content-Type"))

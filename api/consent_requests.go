@@ -67,10 +67,10 @@ func (s *Server) RequestConsent(ctx context.Context, id firmbridge.Identity, req
 	}
 	// A client asks only for what it may read: consent to more would name
 	// the bank as reader of data this client never sees.
-	for _, sc := range req.Scopes {
-		if firmbridge.ValidScope(sc) && !id.Allows(sc) {
-			return nil, nil, insufficientScope(id, sc)
-		}
+	// A client asks only for what it may read: consent to more would name
+	// the bank as reader of data this client never sees.
+	if err := checkTokenScopes(id, req.Scopes); err != nil {
+		return nil, nil, err
 	}
 	c, err := s.draftConsent(id, terms{uscc: uscc, grantee: id.Org, scopes: req.Scopes, purpose: req.Purpose, note: strings.TrimSpace(req.Note),
 		validFrom: req.ValidFrom, expiresAt: req.ExpiresAt, dataFrom: req.DataFrom, expiryRequired: true}, firmbridge.ConsentPending)

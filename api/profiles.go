@@ -100,6 +100,18 @@ func insufficientScope(id firmbridge.Identity, scope string) error {
 		"the token was not granted scope %s; its scopes are: %s", scope, strings.Join(id.Scopes, ", "))
 }
 
+// checkTokenScopes refuses the first scope of scopes the token was not
+// granted. Unknown scopes are left to the request's own checks, which name
+// the vocabulary.
+func checkTokenScopes(id firmbridge.Identity, scopes []string) error {
+	for _, sc := range scopes {
+		if firmbridge.ValidScope(sc) && !id.Allows(sc) {
+			return insufficientScope(id, sc)
+		}
+	}
+	return nil
+}
+
 // finishProfile adds the consent's side to the data the reader returned:
 // which sections are served and which are withheld, and why. token and
 // requested, when not nil, limit the scopes served: the caller's token

@@ -137,10 +137,8 @@ func (s *Server) ProfileBatch(ctx context.Context, id firmbridge.Identity, req B
 	if id.Role != firmbridge.RoleBank {
 		return nil, nil, firmbridge.Errorf(firmbridge.EFORBIDDEN, "role_not_allowed", "only banks read firm profiles")
 	}
-	for _, sc := range req.Scopes {
-		if !id.Allows(sc) {
-			return nil, nil, insufficientScope(id, sc)
-		}
+	if err := checkTokenScopes(id, req.Scopes); err != nil {
+		return nil, nil, err
 	}
 	consents, err := s.Consents.ConsentsForGrantee(ctx, id.Org, "")
 	if err != nil {

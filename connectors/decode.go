@@ -588,17 +588,12 @@ func appendCSVLine(dst []string, s string) ([]string, error) {
 	return rec, nil
 }
 
-// splitQuotedCSV splits one CSV line without line breaks whose fields are
+// appendQuotedCSV splits one CSV line without line breaks whose fields are
 // either unquoted without a quote in them or quoted from start to end
-// ("" standing for a quote), as encoding/csv reads it. It reports false for
-// anything else (a quote inside an unquoted field, text after a closing
-// quote, an unterminated quote), which encoding/csv with LazyQuotes reads
-// in its own way.
-func splitQuotedCSV(s string) ([]string, bool) {
-	return appendQuotedCSV(nil, s)
-}
-
-// appendQuotedCSV is splitQuotedCSV appending the fields to out.
+// ("" standing for a quote), as encoding/csv reads it, appending the
+// fields to out. It reports false for anything else (a quote inside an
+// unquoted field, text after a closing quote, an unterminated quote),
+// which encoding/csv with LazyQuotes reads in its own way.
 func appendQuotedCSV(out []string, s string) ([]string, bool) {
 	out = out[:0]
 	for {

@@ -61,8 +61,8 @@ func FuzzAtoiCN(f *testing.F) {
 	})
 }
 
-// readCSVLineRef is readCSVLine as it was: strings.Split, splitQuotedCSV
-// and encoding/csv.
+// readCSVLineRef is readCSVLine as it was: strings.Split, the quoted-field
+// split and encoding/csv.
 func readCSVLineRef(s string) ([]string, error) {
 	s = strings.TrimRight(s, "\r\n")
 	if strings.TrimSpace(s) == "" {
@@ -72,7 +72,7 @@ func readCSVLineRef(s string) ([]string, error) {
 		return strings.Split(s, ","), nil
 	}
 	if !strings.ContainsAny(s, "\r\n") {
-		if rec, ok := splitQuotedCSV(s); ok {
+		if rec, ok := appendQuotedCSV(nil, s); ok {
 			return rec, nil
 		}
 	}

@@ -167,22 +167,12 @@ func ParsePeriod(s string) (Period, error) {
 	return parsePeriod(s, f)
 }
 
-// parsePeriodRef is ParsePeriod without the hand-written quarters and years.
-func parsePeriodRef(s string) (Period, error) {
-	f := strings.ToUpper(compact(Fold(s), ""))
-	if isMissing(f) {
-		return Period{}, errEmptyPeriod
-	}
-	return parsePeriod(s, f)
-}
-
-// parsePeriod is ParsePeriod of s, folded as f, with regular expressions.
+// parsePeriod is ParsePeriod of s, folded as f and not a plain month (see
+// plainMonth), with regular expressions.
 func parsePeriod(s, f string) (Period, error) {
 	var p Period
 	var y int
 	switch {
-	case plainMonth(f) != "": // 2024-03, 2024/3, 202403, 2024年3月: most periods, without a regexp
-		return plainMonthPeriod(s, f, plainMonth(f))
 	case reQuarterQ.MatchString(f):
 		m := reQuarterQ.FindStringSubmatch(f)
 		y = atoiCN(m[1])

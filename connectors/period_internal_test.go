@@ -3,6 +3,7 @@ package connectors
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -134,4 +135,17 @@ func FuzzPeriodFromDates(f *testing.F) {
 			t.Fatalf("PeriodFromDates(%s, %s) = %v, %v; want %v, %v", start, end, got, gotErr, want, wantErr)
 		}
 	})
+}
+
+// parsePeriodRef is ParsePeriod without the hand-written quarters and
+// years: plain months by hand, the rest by regular expressions.
+func parsePeriodRef(s string) (Period, error) {
+	f := strings.ToUpper(compact(Fold(s), ""))
+	if isMissing(f) {
+		return Period{}, errEmptyPeriod
+	}
+	if mon := plainMonth(f); mon != "" {
+		return plainMonthPeriod(s, f, mon)
+	}
+	return parsePeriod(s, f)
 }
